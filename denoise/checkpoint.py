@@ -36,6 +36,8 @@ def sha256_file(path: str | Path) -> str:
 def resolve_model_dir(path: str | Path) -> Path:
     """A model folder, or a file inside one (``config.json``, ``*.safetensors``, ``*.onnx``)."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
     folder = path if path.is_dir() else path.parent
     if not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(f"{path}: no {CONFIG_FILE} found (expected a denoise model folder)")
@@ -72,6 +74,12 @@ def write_config(folder: str | Path, config: ModelConfig, metadata: dict | None 
     write_bytes_atomic(folder / CONFIG_FILE, (json.dumps(document, indent=2) + "\n").encode())
 
 
+def refresh_hashes(folder: str | Path) -> None:
+    """Recompute the sha256 map of an existing model folder's ``config.json``, keeping its metadata."""
+    config, document = read_model_config(folder)
+    write_config(folder, config, {k: v for k, v in document.items() if k not in ("format", "model", "files")})
+
+
 def save_model(model, folder: str | Path, metadata: dict | None = None) -> Path:
     """Save a `denoise.model.DenoiseNet` as ``folder/model.safetensors`` + ``folder/config.json``."""
     from safetensors.torch import save_file
@@ -83,8 +91,7 @@ def save_model(model, folder: str | Path, metadata: dict | None = None) -> Path:
         save_file(state, str(temp))
     existing = {}
     if (folder / CONFIG_FILE).is_file():
-        existing = {k: v for k, v in json.loads((folder / CONFIG_FILE).read_text()).items()
-                    if k not in ("format", "model", "files")}
+        existing = {k: v for k, v in read_model_config(folder)[1].items() if k not in ("format", "model", "files")}
     write_config(folder, model.config, {**existing, **(metadata or {})})
     return folder
 

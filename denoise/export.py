@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
+from denoise.checkpoint import CONFIG_FILE, refresh_hashes
 from denoise.model import STATE_NAMES, DenoiseNet, StreamingDenoiser
 
 INPUT_NAMES = ["spec", *STATE_NAMES]
@@ -52,6 +53,8 @@ def export_onnx(model: DenoiseNet, folder: str | Path, verify: bool = True) -> l
     paths = [folder / OFFLINE_FILE, folder / STREAM_FILE]
     _export(model, paths[0], frames=8, dynamic=True)
     _export(model, paths[1], frames=1, dynamic=False)
+    if (folder / CONFIG_FILE).is_file():
+        refresh_hashes(folder)
     if verify:
         for path, frames in ((paths[0], 37), (paths[0], 1), (paths[1], 1)):
             error = max_deviation(model, path, frames)

@@ -19,8 +19,8 @@ def export(
 
     Example: denoise export runs/mine/best -o exported/
     """
-    from denoise.checkpoint import CheckpointError, load_model, resolve_model_dir, write_config
-    from denoise.export import OFFLINE_FILE, export_onnx
+    from denoise.checkpoint import CheckpointError, load_model, resolve_model_dir
+    from denoise.export import export_onnx
 
     try:
         model = load_model(checkpoint)
@@ -37,17 +37,8 @@ def export(
             paths[0] = target
     else:
         paths = export_onnx(model, target)
-        if target.resolve() == folder.resolve():
-            write_config(folder, model.config, _metadata(folder))
     for path in paths:
         typer.echo(f"wrote {path}")
-
-
-def _metadata(folder: Path) -> dict:
-    from denoise.checkpoint import read_model_config
-
-    _, document = read_model_config(folder)
-    return {k: v for k, v in document.items() if k not in ("format", "model", "files")}
 
 
 def register(app: typer.Typer) -> None:
