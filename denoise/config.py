@@ -30,6 +30,14 @@ class ModelConfig:
         return 1000.0 * self.n_fft / self.sample_rate
 
     @property
+    def macs_per_second(self) -> float:
+        """Multiply-accumulates per second of audio (matrix products; activations not counted)."""
+        h, bins = self.hidden, self.num_bins
+        gru = 2 * 3 * (h * h + h * h)  # encoder + decoder GRU: three gates, input and recurrent weights
+        per_frame = bins * h + self.num_convs * self.conv_kernel * h * h + gru + h * bins
+        return per_frame * self.sample_rate / self.hop_length
+
+    @property
     def layer_names(self) -> list[str]:
         """Names of the encoder layers whose outputs `encode` returns, front to bottleneck."""
         return ["input"] + [f"conv{i + 1}" for i in range(self.num_convs)] + ["bottleneck"]

@@ -135,9 +135,3 @@ class StreamingDenoiser(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
-
-def macs_per_second(config: ModelConfig) -> float:
-    """Multiply-accumulates per second of audio (matrix products; activations not counted)."""
-    h, bins = config.hidden, config.num_bins
-    per_frame = bins * h + config.num_convs * config.conv_kernel * h * h + 2 * 6 * h * h + h * bins
-    return per_frame * config.sample_rate / config.hop_length

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from denoise.config import ModelConfig
-from denoise.model import DenoiseNet, count_parameters, macs_per_second
+from denoise.model import DenoiseNet, count_parameters
 from denoise.stft import torch_stft
 
 
@@ -16,7 +16,7 @@ def model(request):
 def test_size_budgets():
     small, base = ModelConfig.preset("small"), ModelConfig.preset("base")
     assert count_parameters(DenoiseNet(small)) <= 100_000
-    assert macs_per_second(small) <= 40e6
+    assert small.macs_per_second <= 40e6
     assert count_parameters(DenoiseNet(base)) <= 1_500_000
     assert small.latency_ms == 20.0
 
