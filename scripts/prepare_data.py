@@ -390,6 +390,9 @@ def process_source(src: Source, root: Path, args, seen: set, rng: random.Random)
             skipped["unreadable"] = skipped.get("unreadable", 0) + 1
             print(f"  [skip] {path}: {exc}", flush=True)
             continue
+        if len(x) < min_s * SR:  # too short even before trimming (or empty)
+            skipped["too_short"] = skipped.get("too_short", 0) + 1
+            continue
         if src.kind == "speech":
             y = process_speech(x, args.speech_level_db)
         else:
@@ -501,7 +504,7 @@ def parse_args(argv=None):
     p.add_argument("--noise-peak-db", type=float, default=-3.0)
     p.add_argument("--min-speech-s", type=float, default=1.0)
     p.add_argument("--min-noise-s", type=float, default=2.0)
-    p.add_argument("--vorbis-level", type=float, default=0.7,
+    p.add_argument("--vorbis-level", type=float, default=0.8,
                    help="libsndfile compression level 0 (best) .. 1 (smallest)")
     p.add_argument("--testset-pairs", type=int, default=60)
     p.add_argument("--only", nargs="*", default=None,
