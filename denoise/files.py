@@ -70,9 +70,10 @@ class FileResult:
 
 
 def default_output_path(path: str | Path) -> Path:
-    """``talk.wav`` -> ``talk_enhanced.wav`` in the same folder."""
+    """``talk.wav`` -> ``talk_enhanced.wav`` in the same folder (``.flac`` if libsndfile cannot write the input's format)."""
     path = Path(path)
-    return path.with_name(f"{path.stem}{OUTPUT_SUFFIX}{path.suffix}")
+    suffix = path.suffix if EXTENSIONS.get(path.suffix.lower().lstrip(".")) in sf.available_formats() else ".flac"
+    return path.with_name(f"{path.stem}{OUTPUT_SUFFIX}{suffix}")
 
 
 def output_format(path: Path) -> str:
@@ -379,23 +380,15 @@ def enhance_files(
     """Enhance many files; yield one `FileResult` per input as each finishes. A failure never stops the batch.
 
     ``options`` go to `enhance_file` (strength, overwrite, skip_existing, sample_rate, subtype, mono,
-    block_seconds). ``jobs`` files are enhanced at a time, each worker thread with its own model
-    (onnxruntime releases the GIL). Setting ``cancel`` (or Ctrl-C in the caller) stops the batch:
+    block_seconds). ``jobs`` files are enhanced at a time in threads sharing one model (onnxruntime
+    releases the GIL and its sessions are thread-safe). Setting ``cancel`` (or Ctrl-C in the caller) stops the batch:
     files in progress leave no output and a `KeyboardInterrupt` is raised.
     """
     planned = plan_jobs(inputs, output)
     if on_start is not None:
         on_start(planned)
     cancel = cancel or threading.Event()
-    local = threading.local()
-    shared = _resolve_model(model, threads) if jobs <= 1 else None
-
-    def engine():
-        if shared is not None:
-            return shared
-        if not hasattr(local, "model"):
-            local.model = _resolve_model(model, threads)
-        return local.model
+    engine = _resolve_model(model, threads)  # one model for all workers: onnxruntime sessions are thread-safe
 
     def report(seconds: float) -> None:
         if cancel.is_set():
@@ -407,7 +400,7 @@ def enhance_files(
         if job.error is not None:
             return FileResult(str(job.input), None, "failed", job.error)
         try:
-            return enhance_file(job.input, job.output, model=engine(), threads=threads, progress=report, **options)
+            return enhance_file(job.input, job.output, model=engine, threads=threads, progress=report, **options)
         except AudioFileError as error:
             return FileResult(str(job.input), str(job.output), "failed", str(error))
         except MemoryError:
