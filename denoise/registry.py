@@ -37,7 +37,7 @@ def resolve_model(spec: str | Path | None = None) -> Path:
     if path.exists():
         return resolve_model_dir(path)
     text = str(spec)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+    if text.split("@", 1)[0].count("/") == 1 and not text.startswith((".", "/", "~")):
         from denoise.hub import download_model  # imported here: only Hub ids need huggingface_hub
 
         return download_model(text)
