@@ -169,7 +169,7 @@ class _Reporter:
             self.progress.advance(self.files, 1)
         if not self.quiet:
             for warning in result.warnings:
-                self.console.print(f"denoise: warning: {warning}", markup=False, highlight=False)
+                self.console.print(f"denoise: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_summary(console, results, wall_seconds: float) -> None:
