@@ -56,7 +56,9 @@ def _hub_error(hub_id: HubId, error: Exception) -> CheckpointError:
         RevisionNotFoundError,
     )
 
-    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+    import httpx2
+
+    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx2.TransportError)):
         why = "offline" if constants.is_offline_mode() else f"cannot connect to {constants.ENDPOINT}"
         return CheckpointError(
             f"{hub_id}: not in the local cache and the Hub is unreachable ({why}); download it once with "
@@ -94,6 +96,27 @@ def _discard_cached(path: Path) -> None:
             pass
 
 
+def _fail_fast_when_unreachable(hub_id: HubId) -> None:
+    """One HEAD request without retries when config.json is not cached yet.
+
+    huggingface_hub retries a failed connection for ~25 s (printing each retry) before it gives up on an
+    uncached file; with no network at all the user should get the one-line error at once.
+    """
+    import httpx2
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    if constants.is_offline_mode():
+        return
+    if isinstance(try_to_load_from_cache(hub_id.repo_id, CONFIG_FILE, revision=hub_id.revision), str):
+        return
+    try:
+        get_hf_file_metadata(hf_hub_url(hub_id.repo_id, CONFIG_FILE, revision=hub_id.revision), timeout=10)
+    except httpx2.TransportError as error:
+        raise _hub_error(hub_id, error) from None
+    except Exception:
+        pass  # anything else (missing repo, HTTP errors) is reported by the real download below
+
+
 def download_model(spec: str, force: bool = False) -> Path:
     """Snapshot folder of Hub model ``owner/name[@revision]`` in the huggingface_hub cache, files verified.
 
@@ -106,6 +129,7 @@ def download_model(spec: str, force: bool = False) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     network_errors = (HfHubHTTPError, OfflineModeIsEnabled, httpx2.HTTPError, OSError, ValueError)
+    _fail_fast_when_unreachable(hub_id)
     try:
         config_path = Path(hf_hub_download(hub_id.repo_id, CONFIG_FILE, revision=hub_id.revision,
                                            force_download=force))
@@ -229,7 +253,6 @@ def push_model(folder: Path, spec: str, private: bool = False, branch: str | Non
     README.md and the files listed in config.json are uploaded.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     from denoise.atomic import write_bytes_atomic
     from denoise.modelcard import render_model_card
@@ -254,6 +277,6 @@ def push_model(folder: Path, spec: str, private: bool = False, branch: str | Non
             allow_patterns=[CONFIG_FILE, CARD_FILE, *sorted(document["files"])],
             commit_message=message or f"Upload denoise model ({document['model'].get('size', 'model')})",
         )
-    except (HfHubHTTPError, OSError, ValueError) as error:
+    except Exception as error:  # huggingface_hub and httpx raise many types; the user gets one line either way
         raise _hub_error(HubId(hub_id.repo_id, branch), error) from None
     return str(info.commit_url), card_written

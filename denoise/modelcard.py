@@ -35,13 +35,15 @@ def read_safetensors_header(path: Path) -> dict:
             header = json.loads(handle.read(header_length))
         tensors = {name: spec for name, spec in header.items() if name != "__metadata__"}
         data_size = size - 8 - header_length
+        if not tensors:
+            raise ValueError("no tensors")
         ends = [spec["data_offsets"][1] for spec in tensors.values()]
         if any(not 0 <= spec["data_offsets"][0] <= spec["data_offsets"][1] <= data_size for spec in tensors.values()):
             raise ValueError("tensor data outside the file")
-        if ends and max(ends) != data_size:
+        if max(ends) != data_size:
             raise ValueError("file size does not match its tensors")
         return tensors
-    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as error:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, struct.error) as error:
         raise CheckpointError(f"{path}: not a valid safetensors file ({error})") from None
 
 

@@ -186,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if parts == ["api", "repos", "create"]:
             return self._create_repo(json.loads(body))
+        if parts == ["api", "validate-yaml"]:
+            return self._validate_yaml(json.loads(body)["content"])
         if parts[:2] == ["api", "models"] and len(parts) == 6:
             repo = self._repo(parts[2], parts[3])
             if repo is None:
@@ -202,9 +204,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _create_repo(self, payload: dict) -> None:
         repo_id = f"{payload.get('organization') or 'user'}/{payload['name']}"
         if repo_id in self.fake_hub.repos:
-            return self._error(409, "RepoExists", "You already created this model repo")
+            return self._send(409, json.dumps({"error": "You already created this model repo",
+                                               "url": f"{self.fake_hub.endpoint}/{repo_id}"}).encode(),
+                              {"Content-Type": "application/json"})
         self.fake_hub.create_repo(repo_id, private=payload.get("visibility") == "private")
         self._json(200, {"url": f"{self.fake_hub.endpoint}/{repo_id}", "name": repo_id})
+
+    def _validate_yaml(self, content: str) -> None:
+        """Model card front matter: a `---` block with `key: value` lines (the real Hub checks much more)."""
+        lines = content.splitlines()
+        if lines[:1] == ["---"] and "---" in lines[1:]:
+            block = lines[1:lines.index("---", 1)]
+            if all(":" in line or line.startswith("- ") for line in block if line.strip()):
+                return self._json(200, {"errors": [], "warnings": []})
+        self._json(400, {"errors": [{"message": "invalid or missing YAML front matter"}], "warnings": []},
+                   headers={"X-Error-Message": "invalid YAML"})
 
     def _branch(self, repo: Repo, branch: str, payload: dict) -> None:
         if branch in repo.branches:
@@ -244,3 +258,66 @@ class _Handler(BaseHTTPRequestHandler):
         sha = self.fake_hub.commit(repo.repo_id, files, message, branch=revision, deleted=tuple(deleted))
         self._json(200, {"commitUrl": f"{self.fake_hub.endpoint}/{repo.repo_id}/commit/{sha}", "commitOid": sha,
                          "success": True})
+
+
+# -- pytest fixtures (import them into a test module: `from fakehub import fake_hub, hub_env`) -----------------
+
+import pytest  # noqa: E402
+
+# huggingface_hub reads these at import time into `huggingface_hub.constants`; patch both the env and the module.
+_HUB_ENV = ("HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_DISABLE_TELEMETRY",
+            "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+def set_offline(monkeypatch, offline: bool) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch) -> dict:
+    """A private HF_HOME and an endpoint nobody listens on: nothing can reach the real Hub.
+
+    Returns the environment for subprocesses (`denoise` CLI runs), which read it at import time.
+    """
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as probe:  # a free port, closed again: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        dead_endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    home = tmp_path / "hf_home"
+    env = {"HF_ENDPOINT": dead_endpoint, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+           "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_fake_token_for_tests", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    for key in _HUB_ENV:
+        monkeypatch.setenv(key, env[key])
+    point_hub_at(monkeypatch, dead_endpoint)
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    set_offline(monkeypatch, False)
+    return env
+
+
+def point_hub_at(monkeypatch, endpoint: str) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+@pytest.fixture
+def fake_hub(hub_env, monkeypatch):
+    """A running FakeHub that huggingface_hub (in this process) talks to; `hub_env["HF_ENDPOINT"]` points at it."""
+    hub = FakeHub().start()
+    point_hub_at(monkeypatch, hub.endpoint)
+    hub_env["HF_ENDPOINT"] = hub.endpoint
+    yield hub
+    hub.stop()
