@@ -225,23 +225,20 @@ def _pump(reader: PcmReader, streamer, sink: BinaryIO, header: bytes, sample_for
     written = 0
     try:
         sink.write(header)
-        while True:
-            try:
-                audio = reader.read(block)
-            except KeyboardInterrupt:
-                audio = None
-            if audio is None:
-                break
-            started = time.perf_counter()
-            try:
-                enhanced = streamer.process(audio)
-            except ValueError as error:
-                fail(f"{source}: {error}")
-            stats.add(time.perf_counter() - started, len(audio))
-            data = to_bytes(enhanced, sample_format)
-            sink.write(data)
-            sink.flush()
-            written += len(data)
+        try:
+            while (audio := reader.read(block)) is not None:
+                started = time.perf_counter()
+                try:
+                    enhanced = streamer.process(audio)
+                except ValueError as error:
+                    fail(f"{source}: {error}")
+                stats.add(time.perf_counter() - started, len(audio))
+                data = to_bytes(enhanced, sample_format)
+                sink.write(data)
+                sink.flush()
+                written += len(data)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C ends the input; the tail below is still written
         data = to_bytes(streamer.flush(), sample_format)
         sink.write(data)
         sink.flush()
