@@ -185,3 +185,18 @@ def test_cli_live_mode_arguments(monkeypatch):
     result = CliRunner().invoke(app, ["stream", "--device", "0,1"])
     assert result.exit_code == 2
     assert "pip install 'denoise[live]'" in result.output
+
+
+def test_cli_ctrl_c_ends_the_stream_and_writes_the_tail(noisy):
+    import signal
+
+    raw = pcm16(noisy[:16000])
+    process = subprocess.Popen(CLI, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdin.write(raw)
+    process.stdin.flush()
+    head = process.stdout.read(100)  # it is running and waiting for more input
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert len(head + rest) == len(raw)  # everything read so far came out, tail included
+    assert b"Traceback" not in stderr
