@@ -302,9 +302,9 @@ def perceptual_metrics(enhanced: np.ndarray, clean: np.ndarray) -> dict:
 # ---------------------------------------------------------------------------------------------- the loop
 
 
-def train(config: TrainConfig, stop_after: int | None = None) -> Path:
-    """Run (or resume) training; returns the output folder. ``stop_after`` (tests): stop once that many
-    steps of the current stage are done, as an interrupted run would."""
+def train(config: TrainConfig, stop_at: tuple[str, int] | None = None) -> Path:
+    """Run (or resume) training; returns the output folder. ``stop_at=(stage, step)`` (tests): stop there,
+    as an interrupted run would."""
     rank, world_size = distributed_setup(config)
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if config.device == "cuda" else "cpu")
     if config.num_threads:
@@ -355,7 +355,7 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
             stage1_model = load_model(out / "stage1").to(device)
         loss_fn = StageLoss(stage, model, config, stage1_model)
         finished = run_stage(stage, model, optimizer, loss_fn, train_set, (val_noisy, val_clean), progress,
-                             config, out, log, rank, world_size, device, stop_after)
+                             config, out, log, rank, world_size, device, stop_at)
         if not finished:
             return out
     if rank == 0 and config.export_onnx:
@@ -365,8 +365,8 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
 
 
 def run_stage(stage, model, optimizer, loss_fn, train_set, validation, progress, config, out, log, rank,
-              world_size, device, stop_after) -> bool:
-    """Train one stage from ``progress["step"]`` to ``config.steps``; False when stopped early by ``stop_after``."""
+              world_size, device, stop_at) -> bool:
+    """Train one stage from ``progress["step"]`` to ``config.steps``; False when stopped early by ``stop_at``."""
     data_seed = config.seed * 10 + int(stage)
     save_every = config.save_every or config.val_every
     model.train()
@@ -374,7 +374,7 @@ def run_stage(stage, model, optimizer, loss_fn, train_set, validation, progress,
         task = bar.add_task(f"stage {stage}", total=config.steps, completed=progress["step"], loss=float("nan"), rate=0.0)
         window_start, window_steps = time.perf_counter(), 0
         while progress["step"] < config.steps:
-            if stop_after is not None and progress["step"] >= stop_after:
+            if stop_at is not None and (stage, progress["step"]) == tuple(stop_at):
                 return False
             step = progress["step"]
             lr = learning_rate(step, config)

@@ -85,6 +85,7 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for initial weights and data sampling."),
     val_every: int = typer.Option(500, "--val-every", min=1, help="Validate (and save last/, best/) every N steps."),
+    val_items: int = typer.Option(32, "--val-items", min=1, help="Number of fixed validation mixtures (4 s each)."),
     log_every: int = typer.Option(20, "--log-every", min=1, help="Write a metrics.jsonl line every N steps."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's choice)."),
 ) -> None:
@@ -123,7 +124,8 @@ def train(
         mal_encoder=mal_encoder, mal_layers=[name.strip() for name in mal_layers.split(",") if name.strip()],
         mal_weight=weights.get("mal", 1.0), conventional_weight=conventional_weight,
         deep_feature_model=deep_feature_model, deep_feature_weight=weights.get("deep", 0.0),
-        out=str(out), resume=resume, device=device, seed=seed, val_every=val_every, log_every=log_every,
+        out=str(out), resume=resume, device=device, seed=seed, val_every=val_every, val_items=val_items,
+        log_every=log_every,
         num_threads=threads,
     )
     try:
