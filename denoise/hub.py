@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from denoise.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_model_config, verify_file
-
-CARD_FILE = "README.md"
+from denoise.modelcard import CARD_FILE, read_safetensors_header, write_model_card
 OFFLINE_FILE = "model.onnx"
 MODEL_FILE_SUFFIXES = (".safetensors", ".onnx")
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, OFFLINE_FILE)
@@ -210,8 +209,6 @@ def check_model_folder(folder: Path) -> dict:
     """Everything a published model needs, or `CheckpointError`: config.json, model.safetensors and model.onnx
     present and listed with matching sha256, safetensors header sound, ONNX graphs loadable by onnxruntime.
     Returns the config document."""
-    from denoise.modelcard import read_safetensors_header
-
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a folder")
@@ -254,9 +251,6 @@ def push_model(folder: Path, spec: str, private: bool = False, branch: str | Non
     """
     from huggingface_hub import HfApi
 
-    from denoise.atomic import write_bytes_atomic
-    from denoise.modelcard import render_model_card
-
     hub_id = parse_hub_id(spec)
     if hub_id.revision and branch and hub_id.revision != branch:
         raise CheckpointError(f"{spec}: give the branch either as @{hub_id.revision} or as --branch, not both")
@@ -265,7 +259,7 @@ def push_model(folder: Path, spec: str, private: bool = False, branch: str | Non
     document = check_model_folder(folder)
     card_written = False
     if not (folder / CARD_FILE).is_file():
-        write_bytes_atomic(folder / CARD_FILE, render_model_card(folder).encode())
+        write_model_card(folder)
         card_written = True
     api = HfApi()
     try:

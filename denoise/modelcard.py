@@ -14,7 +14,7 @@ import math
 import struct
 from pathlib import Path
 
-from denoise.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_model_config
+from denoise.checkpoint import WEIGHTS_FILE, CheckpointError, read_model_config
 from denoise.config import ModelConfig
 
 CARD_FILE = "README.md"
@@ -194,6 +194,3 @@ def write_model_card(folder: Path, metadata: dict | None = None) -> Path:
     write_bytes_atomic(path, render_model_card(folder, metadata).encode())
     return path
 
-
-__all__ = ["CONFIG_FILE", "card_summary", "count_parameters", "folder_size", "metric_rows", "model_summary",
-           "read_safetensors_header", "render_model_card", "write_model_card"]
