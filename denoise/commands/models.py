@@ -12,7 +12,7 @@ from denoise.commands.common import fail
 
 models_app = typer.Typer(
     name="models",
-    help="List, inspect, download and publish models (bundled, local folders, Hugging Face Hub ids owner/name[@rev]).",
+    help="List, inspect, download and publish models (bundled, local folders, Hugging Face Hub ids owner/name or owner/name@rev).",
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -86,7 +86,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="One JSON rec
 
 @models_app.command("info")
 def info(model: str = typer.Argument(..., metavar="NAME|PATH|ID",
-                                     help="Bundled name, model folder (or a file in one), or Hub id owner/name[@rev].")) -> None:
+                                     help="Bundled name, model folder (or a file in one), or Hub id owner/name or owner/name@rev.")) -> None:
     """Everything about one model: config, files with sha256 (checked), parameters, compute, metrics, card.
 
     Example: denoise models info small
