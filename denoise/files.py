@@ -164,8 +164,8 @@ def enhance_file(
     subtype and exact length unless ``sample_rate``/``subtype``/``mono`` say otherwise; channels
     are enhanced independently (``mono=True`` mixes them down first). ``strength`` (0..1) and
     ``atten_lim_db`` (DeepFilterNet's ``--atten-lim``) limit how much noise is removed (see
-    `denoise.inference.Streamer`). NaN/Inf samples are replaced
-    with silence (and reported in ``warnings``). ``progress`` is called with the seconds of audio
+    `denoise.inference.Streamer`). NaN/Inf samples are replaced with silence (and reported in
+    ``warnings``). ``progress`` is called with the seconds of audio
     finished after each block.
 
     Returns a `FileResult` ("done", or "skipped" when ``skip_existing`` and the output exists);
@@ -210,8 +210,6 @@ def enhance_file(
             raise AudioFileError(f"{path}: cannot write {out} ({_describe(error)})") from None
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioFileError(f"{path}: {_describe(error)}") from None
-    if read == 0:
-        raise AudioFileError(f"{path}: contains no audio (0 samples)")
     result.seconds = read / rate
     result.elapsed = time.perf_counter() - started
     return result
@@ -257,6 +255,8 @@ def _stream_enhance(source, temp, engine, strength, atten_lim_db, mono, out_rate
             write(streamer.process(audio))
             if progress is not None:
                 progress(len(audio) / rate)
+        if read == 0:  # the header promised samples that are not there; raised before the output is renamed
+            raise AudioFileError(f"{result.input}: contains no audio (0 samples)")
         write(streamer.flush(), last=True)
     if non_finite:
         result.warnings.append(f"{result.input}: {non_finite} NaN/Inf samples replaced with silence")
