@@ -330,6 +330,8 @@ def train(config: TrainConfig, stop_at: tuple[str, int] | None = None) -> Path:
     val_noisy, val_clean = datalib.validation_set(val_source, VALIDATION_SEED, config.val_items, config.val_seconds)
 
     model = initial_model(config).to(device)
+    if "2" in stages and config.mal_weight:  # fail on a wrong layer name now, not after stage 1
+        ModelAsLoss(model, encoder=config.mal_encoder, layers=list(config.mal_layers))
     progress = {"stage": stages[0], "step": 0, "best": None}
     optimizer = make_optimizer(model, config)
     if config.resume:

@@ -186,3 +186,64 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(folders
     assert any((expected[k] - initial[k]).abs().max() > 1e-3 for k in expected)
     records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["world_size"] == 2
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def run_cli(*args):
+    from typer.testing import CliRunner
+
+    from denoise.cli import app
+
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def test_cli_trains_end_to_end(folders, tmp_path):
+    result = run_cli("--clean", folders / "speech", "--noise", folders / "noise", "--steps", 2, "--batch-size", 2,
+                     "--segment-seconds", 0.5, "--val-items", 2, "--val-every", 2, "--threads", 1,
+                     "--loss", "mrstft=1,spectral=1,mal=1", "--mal-encoder", "dynamic", "--mal-layers", "all",
+                     "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "done: best model in" in result.output
+    assert (tmp_path / "run" / "best" / "model.onnx").is_file()
+    from denoise.checkpoint import read_model_config
+
+    assert read_model_config(tmp_path / "run" / "best")[0].size == "small"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--clean", "{missing}", "--noise", "{noise}"], "{missing}: no such folder"),
+        (["--clean", "{empty}", "--noise", "{noise}"], "{empty}: no audio files found"),
+        (["--clean", "{text}", "--noise", "{noise}"], "{text}: no audio files found"),
+        (["--clean", "{speech}", "--noise", "{noise}", "--noisy", "{noise}"], "exclude each other"),
+        (["--clean", "{speech}"], "give --noise DIR"),
+        (["--clean", "{speech}", "--noise", "{noise}", "--init", "{empty}"], "{empty}: no config.json found"),
+        (["--clean", "{speech}", "--noise", "{noise}", "--loss", "mrstft=x"], "'mrstft=x' is not name=number"),
+        (["--clean", "{speech}", "--noise", "{noise}", "--loss", "l2=1"], "unknown term 'l2'"),
+        (["--clean", "{speech}", "--noise", "{noise}", "--mal-layers", "conv9"], "MAL layer 'conv9' not available"),
+        (["--clean", "{speech}", "--noise", "{noise}", "--stage", "3"], "--stage must be 1, 2 or both"),
+    ],
+)
+def test_cli_wrong_arguments_give_one_clear_line(folders, tmp_path, arguments, message):
+    paths = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "text": tmp_path / "text",
+             "speech": folders / "speech", "noise": folders / "noise"}
+    paths["empty"].mkdir()
+    paths["text"].mkdir()
+    (paths["text"] / "readme.txt").write_text("not audio")
+    arguments = [a.format(**paths) for a in arguments]
+    result = run_cli(*arguments, "--steps", 1, "--batch-size", 2, "--segment-seconds", 0.5, "--val-items", 1,
+                     "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("denoise: error: ")
+    assert message.format(**paths) in lines[0]
+
+
+def test_help_reads_like_documentation():
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    for text in ("--mal-encoder", "--resume", "Examples", "denoise train --clean speech/ --noise noise/"):
+        assert text in result.output
