@@ -19,6 +19,13 @@ from denoise.config import ModelConfig, read_config_file
 FORMAT = "denoise-model"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+OFFLINE_FILE = "model.onnx"  # any number of frames per call
+STREAM_FILE = "model_stream.onnx"  # one frame per call
+
+# The exported graph's interface (see `denoise.model.StreamingDenoiser`).
+STATE_NAMES = ("conv_state", "encoder_state", "decoder_state")
+INPUT_NAMES = ("spec", *STATE_NAMES)
+OUTPUT_NAMES = ("enhanced", *(f"{name}_out" for name in STATE_NAMES))
 
 
 class CheckpointError(ValueError):
@@ -61,6 +68,22 @@ def verify_file(folder: Path, name: str, document: dict) -> Path:
     if expected and sha256_file(path) != expected:
         raise CheckpointError(f"{path}: sha256 does not match config.json (corrupt or tampered download)")
     return path
+
+
+def load_onnx(path: str | Path, threads: int = 1):
+    """An onnxruntime session for ``path``; a broken graph gives `CheckpointError`, not a traceback."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+        first_line = (str(error).strip().splitlines() or ["unreadable"])[0]
+        raise CheckpointError(f"{path}: not a loadable ONNX graph ({first_line[:200]})") from None
 
 
 def write_config(folder: str | Path, config: ModelConfig, metadata: dict | None = None) -> None:

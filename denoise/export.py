@@ -15,13 +15,9 @@ import numpy as np
 import torch
 
 from denoise.atomic import atomic_path
-from denoise.checkpoint import CONFIG_FILE, refresh_hashes
-from denoise.model import STATE_NAMES, DenoiseNet, StreamingDenoiser
-
-INPUT_NAMES = ["spec", *STATE_NAMES]
-OUTPUT_NAMES = ["enhanced", *(f"{name}_out" for name in STATE_NAMES)]
-OFFLINE_FILE = "model.onnx"
-STREAM_FILE = "model_stream.onnx"
+from denoise.checkpoint import (CONFIG_FILE, load_onnx, INPUT_NAMES, OFFLINE_FILE, OUTPUT_NAMES, STATE_NAMES, STREAM_FILE,
+                                refresh_hashes)
+from denoise.model import DenoiseNet, StreamingDenoiser
 
 
 def _example_inputs(model: DenoiseNet, frames: int, batch: int = 1):
@@ -40,7 +36,7 @@ def _export(model: DenoiseNet, path: Path, frames: int, dynamic: bool) -> None:
         warnings.simplefilter("ignore")  # tracer notes about the conv loop and GRU batch size; both are handled
         torch.onnx.export(
             StreamingDenoiser(model).eval(), _example_inputs(model, frames), str(temp),
-            input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=dynamic_axes,
+            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
             opset_version=17, dynamo=False,
         )
 
@@ -65,13 +61,10 @@ def export_onnx(model: DenoiseNet, folder: str | Path, verify: bool = True) -> l
 
 def max_deviation(model: DenoiseNet, path: str | Path, frames: int) -> float:
     """Largest absolute difference between torch and onnxruntime on random input, states included."""
-    import onnxruntime as ort
-
     torch.manual_seed(0)
     inputs = _example_inputs(model, frames)
     inputs = (inputs[0] * 3, *(torch.randn_like(s) * 0.5 for s in inputs[1:]))
     with torch.no_grad():
         expected = StreamingDenoiser(model)(*inputs)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = session.run(OUTPUT_NAMES, {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)})
+    outputs = load_onnx(path).run(list(OUTPUT_NAMES), {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)})
     return max(float(np.abs(o - e.numpy()).max()) for o, e in zip(outputs, expected))

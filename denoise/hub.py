@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from denoise.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_model_config, verify_file
+from denoise.checkpoint import (CONFIG_FILE, OFFLINE_FILE, WEIGHTS_FILE, CheckpointError, load_onnx, read_model_config,
+                                verify_file)
 from denoise.modelcard import CARD_FILE, read_safetensors_header, write_model_card
-OFFLINE_FILE = "model.onnx"
 MODEL_FILE_SUFFIXES = (".safetensors", ".onnx")
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, OFFLINE_FILE)
 
@@ -227,19 +227,6 @@ def check_model_folder(folder: Path) -> dict:
         if name.endswith(".onnx"):
             load_onnx(folder / name)
     return document
-
-
-def load_onnx(path: Path):
-    """An onnxruntime session for ``path``; a broken graph gives `CheckpointError`, not a traceback."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-        first_line = (str(error).strip().splitlines() or ["unreadable"])[0]
-        raise CheckpointError(f"{path}: not a loadable ONNX graph ({first_line[:200]})") from None
 
 
 def push_model(folder: Path, spec: str, private: bool = False, branch: str | None = None,

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from denoise.checkpoint import read_model_config, resolve_model_dir, verify_file
+from denoise.checkpoint import (INPUT_NAMES, OFFLINE_FILE, OUTPUT_NAMES, STATE_NAMES, load_onnx, read_model_config,
+                                resolve_model_dir, verify_file)
 from denoise.config import ModelConfig
 from denoise.registry import resolve_model
 from denoise.stft import sqrt_hann
 
-ONNX_FILE = "model.onnx"  # written by `denoise.export` (not imported here: it needs torch)
-SPEC_INPUT = "spec"
 RESAMPLE_QUALITY = "HQ"
 
 
@@ -35,19 +34,12 @@ class Model:
     """An exported model ready for inference: ``model.onnx`` (sha256-checked) in onnxruntime."""
 
     def __init__(self, model: str | Path | None = None, threads: int = 1):
-        import onnxruntime as ort
-
         folder = resolve_model(model)
         self.folder = resolve_model_dir(folder)
         self.config, self.document = read_model_config(self.folder)
-        path = verify_file(self.folder, ONNX_FILE, self.document)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._state_inputs = [i for i in self.session.get_inputs() if i.name != SPEC_INPUT]
-        self._output_names = ["enhanced", *(f"{i.name}_out" for i in self._state_inputs)]
+        self.session = load_onnx(verify_file(self.folder, OFFLINE_FILE, self.document), threads)
+        self._state_inputs = [i for i in self.session.get_inputs() if i.name in STATE_NAMES]
+        self._output_names = list(OUTPUT_NAMES)
         self.name = model if isinstance(model, str) and not Path(model).exists() else self.folder.name
 
     @property
@@ -67,7 +59,7 @@ class Model:
 
     def run(self, spec: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(batch, frames, bins, 2)`` spectrum + state -> enhanced spectrum + next state. One session call."""
-        outputs = self.session.run(self._output_names, {SPEC_INPUT: spec, **state})
+        outputs = self.session.run(self._output_names, {INPUT_NAMES[0]: spec, **state})
         return outputs[0], {i.name: o for i, o in zip(self._state_inputs, outputs[1:])}
 
     def __repr__(self) -> str:

@@ -21,8 +21,6 @@ from torch import nn
 
 from denoise.config import ModelConfig
 
-STATE_NAMES = ("conv_state", "encoder_state", "decoder_state")
-
 
 @dataclass
 class State:
