@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -136,7 +137,8 @@ def train(
         fail(str(error))
     except KeyboardInterrupt:
         fail(f"interrupted; continue with the same command plus --resume (checkpoint in {out / 'last'})", code=130)
-    typer.echo(f"done: best model in {folder / 'best'}, metrics in {folder / 'metrics.jsonl'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, only the first process reports
+        typer.echo(f"done: best model in {folder / 'best'}, metrics in {folder / 'metrics.jsonl'}")
 
 
 def _text(path: Path | None) -> str | None:
