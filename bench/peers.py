@@ -155,11 +155,11 @@ def deepfilternet_system(atten_lim_db: float = 100.0) -> System:
 def denoise_system(spec: str) -> System:
     from denoise.checkpoint import read_model_config, resolve_model_dir
     from denoise.inference import Model, enhance
-    from denoise.modelcard import count_parameters, macs_per_second
+    from denoise.modelcard import count_parameters
 
     model = Model(spec, threads=1)
     config, document = read_model_config(resolve_model_dir(model.folder))
-    macs = macs_per_second(config)
+    macs = config.macs_per_second
     note = document.get("note", "")
     return System(f"denoise {model.name}", lambda audio: enhance(audio, RATE, model=model, threads=1),
                   count_parameters(model.folder / "model.safetensors"), macs / 1e6 if macs else None,

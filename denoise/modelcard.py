@@ -51,19 +51,6 @@ def count_parameters(path: Path) -> int:
     return sum(math.prod(spec["shape"]) for spec in read_safetensors_header(path).values())
 
 
-def macs_per_second(config: ModelConfig) -> float | None:
-    """MAC/s of the network, or None when it cannot be computed without torch."""
-    if hasattr(config, "macs_per_second"):  # torch-free home, once the formula moves to ModelConfig
-        return float(config.macs_per_second)
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return None
-    from denoise.model import macs_per_second as network_macs
-
-    return float(network_macs(config))
-
-
 def folder_size(folder: Path) -> int:
     """Bytes on disk of the model files (following the Hub cache's symlinks)."""
     return sum(p.resolve().stat().st_size for p in Path(folder).iterdir() if p.is_file())
@@ -92,7 +79,7 @@ def model_summary(folder: Path, metadata: dict | None = None) -> dict:
     meta = {k: v for k, v in document.items() if k not in ("format", "model", "files")}
     meta.update(metadata or {})
     weights = folder / WEIGHTS_FILE
-    macs = meta.get("macs_per_second") or macs_per_second(config)
+    macs = meta.get("macs_per_second") or config.macs_per_second
     return {
         "config": config,
         "metadata": meta,
