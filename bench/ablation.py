@@ -63,18 +63,41 @@ def data_settings(data: Path) -> dict:
 
 
 def run(out: Path, data: Path, scale: Scale, variants: list[str], metrics: list[str], deep_feature_model: str | None,
-        test_root: Path, extra: dict | None = None, jobs: int = 1) -> list[dict]:
-    """Train stage 1 once, every variant's stage 2 from it, score each on the test sets; returns rows."""
+        test_root: Path, extra: dict | None = None, jobs: int = 1, stage1_model: Path | None = None) -> list[dict]:
+    """Train stage 1 once (or take ``stage1_model``), every variant's stage 2 from it, score each on the test sets.
+
+    Two reference rows come first: the unprocessed input and the stage-1 model itself.
+    """
+    from denoise.checkpoint import load_model
+    from denoise.export import export_onnx
     from denoise.train import TrainConfig, train
 
     base = TrainConfig(**data_settings(data), model=scale.model, batch_size=scale.batch_size, device=scale.device,
                        val_every=max(1, scale.stage2_steps // 2), progress=False, **(extra or {}))
-    stage1 = out / "stage1"
-    if not (stage1 / "last" / "config.json").is_file():
-        started = time.perf_counter()
-        train(replace(base, stage="1", steps=scale.stage1_steps, out=str(stage1), export_onnx=False))
-        print(f"# stage 1: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    stage1_run = out / "stage1"
+    if stage1_model is not None:
+        stage1 = stage1_model
+    else:
+        stage1 = stage1_run / "last"
+        if not (stage1 / "config.json").is_file():
+            started = time.perf_counter()
+            train(replace(base, stage="1", steps=scale.stage1_steps, out=str(stage1_run), export_onnx=False))
+            print(f"# stage 1: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if not (stage1 / "model.onnx").is_file():
+        export_onnx(load_model(stage1), stage1)
     rows = []
+
+    def score(name: str, test_set: str, pairs, model: str | None) -> None:
+        enhanced = pairs if model is None else evaluate.enhance_folder(pairs, out / "enhanced" / test_set / name, model=model)
+        results = evaluate.score_pairs(enhanced, name, metrics, jobs=jobs)
+        row = {"variant": name, "test set": test_set}
+        for summary in evaluate.summarize(results, metrics, by_snr=False):
+            row[summary.metric] = (summary.mean, summary.ci95)
+        rows.append(row)
+
+    for test_set, pairs in test_pairs(test_root, scale.test_files):
+        score("unprocessed", test_set, pairs, None)
+        score("stage 1 only", test_set, pairs, str(stage1))
     for name in variants:
         settings = dict(VARIANTS[name])
         if name == "deep-feature":
@@ -85,28 +108,28 @@ def run(out: Path, data: Path, scale: Scale, variants: list[str], metrics: list[
         target = out / name
         if not (target / "best" / "model.onnx").is_file():
             started = time.perf_counter()
-            train(replace(base, stage="2", init=str(stage1 / "last"), steps=scale.stage2_steps, out=str(target), **settings))
+            train(replace(base, stage="2", init=str(stage1), steps=scale.stage2_steps, out=str(target), **settings))
             print(f"# {name}: stage 2 in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        for test_set in TEST_SETS:
-            clean, noisy = test_root / test_set / "clean", test_root / test_set / "noisy"
-            if not clean.is_dir():
-                continue
+        for test_set, pairs in test_pairs(test_root, scale.test_files):
+            score(name, test_set, pairs, str(target / "best"))
+    order = {name: i for i, name in enumerate(["unprocessed", "stage 1 only", *VARIANTS])}
+    return sorted(rows, key=lambda row: (row["test set"], order[row["variant"]]))
+
+
+def test_pairs(test_root: Path, limit: int | None):
+    for test_set in TEST_SETS:
+        clean, noisy = test_root / test_set / "clean", test_root / test_set / "noisy"
+        if clean.is_dir():
             pairs, _ = evaluate.pair_folders(clean, noisy)
-            pairs = pairs[: scale.test_files] if scale.test_files else pairs
-            enhanced = evaluate.enhance_folder(pairs, out / "enhanced" / test_set / name, model=str(target / "best"))
-            results = evaluate.score_pairs(enhanced, name, metrics, jobs=jobs)
-            row = {"variant": name, "test set": test_set}
-            for summary in evaluate.summarize(results, metrics, by_snr=False):
-                row[summary.metric] = (summary.mean, summary.ci95)
-            rows.append(row)
-    return rows
+            yield test_set, pairs[:limit] if limit else pairs
 
 
-def markdown(rows: list[dict], metrics: list[str], scale_name: str, scale: Scale) -> str:
+def markdown(rows: list[dict], metrics: list[str], scale_name: str, scale: Scale, stage1: Path | None = None) -> str:
     columns = metric_library.columns(metrics)
+    shared = f"the stage-1 model `{stage1}` shared" if stage1 else f"{scale.stage1_steps} stage-1 steps shared"
     lines = [RESULTS_SECTION, "",
              f"Generated by `python bench/ablation.py --scale {scale_name}`: `{scale.model}` model, "
-             f"{scale.stage1_steps} stage-1 steps shared, then {scale.stage2_steps} stage-2 steps per variant, "
+             f"{shared}, then {scale.stage2_steps} stage-2 steps per variant, "
              f"batch {scale.batch_size}; mean ± 95% CI over {scale.test_files or 'all'} files per test set.", "",
              "| test set | stage-2 loss | " + " | ".join(metric_library.COLUMN_LABELS[c] for c in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
@@ -170,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--jobs", type=int, default=1, help="processes for scoring")
     parser.add_argument("--results", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--stage1", type=Path, help="an existing stage-1 model folder to share (skips stage-1 training)")
+    parser.add_argument("--stage2-steps", type=int, help="override the scale's stage-2 steps per variant")
+    parser.add_argument("--batch-size", type=int, help="override the scale's batch size")
+    parser.add_argument("--test-files", type=int, help="override the scale's files per test set (0: all)")
     args = parser.parse_args(argv)
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -179,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     metrics = metric_library.parse_metric_names(args.metrics)
     metrics = [m for m in metrics if m not in metric_library.unavailable_metrics(metrics)]
     scale = SCALES[args.scale]
-    rows = run(args.out, args.data, scale, variants, metrics, args.deep_feature_model, args.data, jobs=args.jobs)
-    section = markdown(rows, metrics, args.scale, scale)
+    overrides = {"stage2_steps": args.stage2_steps, "batch_size": args.batch_size,
+                 "test_files": None if args.test_files == 0 else args.test_files}
+    scale = replace(scale, **{k: v for k, v in overrides.items() if v is not None or (k == "test_files" and args.test_files == 0)})
+    rows = run(args.out, args.data, scale, variants, metrics, args.deep_feature_model, args.data, jobs=args.jobs,
+               stage1_model=args.stage1)
+    section = markdown(rows, metrics, args.scale, scale, args.stage1)
     print(section)
     write_results(args.results, section)
     plot(rows, metrics, args.results.parent / "ablation.png")

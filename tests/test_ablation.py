@@ -39,8 +39,10 @@ def test_tiny_ablation_trains_shared_stage1_scores_variants_and_writes_results(p
     extra = dict(val_items=2, val_seconds=1.0, segment_seconds=1.0, num_threads=1)
     rows = ablation.run(tmp_path / "runs", prepared, scale, ["conventional", "deep-feature", "mal-dynamic"], ["si_sdr"],
                         None, prepared, extra=extra)
-    assert [(r["variant"], r["test set"]) for r in rows] == [("conventional", "testset_ood"), ("mal-dynamic", "testset_ood")]
+    assert [r["variant"] for r in rows] == ["unprocessed", "stage 1 only", "conventional", "mal-dynamic"]
+    assert {r["test set"] for r in rows} == {"testset_ood"}
     assert all(abs(r["si_sdr"][0]) < 60 for r in rows)
+    assert abs(rows[0]["si_sdr"][0] - 5.0) < 1.0  # the unprocessed row scores the 5 dB mixture itself
     assert (tmp_path / "runs" / "stage1" / "last" / "config.json").is_file()
 
     results = tmp_path / "results.md"
