@@ -58,9 +58,12 @@ class FramePeer:
     mmacs: float | None = None  # million multiply-accumulates per second of audio
     rate: int = PEER_RATE
 
+    frame_samples: int = 480  # both peers work in 10 ms frames at 48 kHz
+
     @property
     def latency_ms(self) -> float:
-        return 1000 * self.delay / self.rate
+        """Algorithmic latency as for our own models: one frame of buffering + the output lag."""
+        return 1000 * (self.frame_samples + self.delay) / self.rate
 
     def enhance(self, audio: np.ndarray, rate: int, processor: FrameProcessor | None = None) -> np.ndarray:
         """``audio`` at ``rate`` -> enhanced, same rate and length, delay removed. Without ``processor``, fresh state."""
