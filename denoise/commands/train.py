@@ -76,7 +76,8 @@ def train(
     conventional_weight: float = typer.Option(0.0, "--conventional-weight",
                                               help="Stage 2: weight of the conventional terms beside MAL."),
     deep_feature_model: str = typer.Option(None, "--deep-feature-model",
-                                           help="Local wav2vec2/WavLM folder for the deep-feature loss (deep=W in --loss)."),
+                                           help="Deep-feature loss model (deep=W in --loss): resemblyzer (pip install Resemblyzer) "
+                                                "or a local wav2vec2/WavLM folder."),
     steps: int = typer.Option(2000, "--steps", min=1, help="Optimizer steps per stage."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Examples per step (all processes together)."),
     segment_seconds: float = typer.Option(2.0, "--segment-seconds", min=0.1, help="Length of each training example."),
@@ -108,7 +109,7 @@ def train(
     if noise and noisy:
         fail("--noise (mix on the fly) and --noisy (paired folders) exclude each other; give one")
     if weights.get("deep") and not deep_feature_model:
-        fail("--loss deep=... needs --deep-feature-model DIR (a local wav2vec2/WavLM folder)")
+        fail("--loss deep=... needs --deep-feature-model resemblyzer|DIR (DIR: a local wav2vec2/WavLM folder)")
     try:
         import torch  # noqa: F401  (training needs the `train` extra)
     except ImportError:
