@@ -47,8 +47,14 @@ class ModelAsLoss(nn.Module):
             self.loss_model = None
             self._live = [model]  # a list, so the live model is not registered as a submodule twice
         else:
-            self.loss_model = copy.deepcopy(model).requires_grad_(False).eval()
+            self.loss_model = copy.deepcopy(model).requires_grad_(False)
             self._live = []
+        self.train()
+
+    def train(self, mode: bool = True) -> "ModelAsLoss":
+        # The frozen copy stays in training mode: the network has no dropout or normalisation statistics,
+        # so nothing changes on CPU, and cuDNN runs a recurrent layer's backward pass only in training mode.
+        return super().train(True)
 
     @property
     def encoder_model(self) -> DenoiseNet:

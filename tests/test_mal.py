@@ -58,6 +58,7 @@ def test_frozen_loss_encoder_gets_no_gradient_and_stays_identical(model, specs, 
     assert all(torch.equal(before[k], v) for k, v in mal.loss_model.state_dict().items())
     assert not torch.equal(decoder_before, model.mask.weight)
     assert list(mal.parameters()) == [] or all(not p.requires_grad for p in mal.parameters())
+    assert mal.eval().loss_model.training  # cuDNN needs training mode for the backward pass through its GRU
 
 
 def test_frozen_gradient_reaches_the_model_only_through_enhanced(model, specs):
