@@ -30,7 +30,7 @@ from pathlib import Path
 from denoise import evaluate
 from denoise import metrics as metric_library
 
-PREPARED = Path("/work/data/prepared")
+PREPARED = Path("data/prepared")
 TEST_SETS = ("testset_indomain", "testset_ood")
 RESULTS_SECTION = "## Ablation: stage-2 losses"
 

