@@ -25,7 +25,7 @@ from denoise.checkpoint import (INPUT_NAMES, OFFLINE_FILE, OUTPUT_NAMES, STATE_N
                                 resolve_model_dir, verify_file)
 from denoise.config import ModelConfig
 from denoise.registry import resolve_model
-from denoise.stft import sqrt_hann
+from denoise.stft import analyze, synthesize
 
 RESAMPLE_QUALITY = "HQ"
 
@@ -105,7 +105,6 @@ class Streamer:
             self.strength = min(self.strength, strength_from_atten_lim(atten_lim_db))
         config: ModelConfig = self.model.config
         self._hop = config.hop_length
-        self._window = sqrt_hann(config.n_fft)
         self.latency_ms = config.latency_ms + self._resampler_delay_ms()
         self.reset()
 
@@ -201,12 +200,9 @@ class Streamer:
             self._frame_buffer = buffer
             return np.zeros((0, self.channels), np.float32)
         blocks = buffer[:, : (count + 1) * hop].reshape(self.channels, count + 1, hop)
-        frames = np.concatenate([blocks[:, :-1], blocks[:, 1:]], axis=-1)
-        spectrum = np.fft.rfft(frames * self._window, axis=-1)
-        spec = np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)
+        spec = analyze(np.concatenate([blocks[:, :-1], blocks[:, 1:]], axis=-1))
         enhanced, self._state = self.model.run(spec, self._state)
-        signal = np.fft.irfft(enhanced[..., 0] + 1j * enhanced[..., 1], n=2 * hop, axis=-1).astype(np.float32)
-        signal = signal * self._window
+        signal = synthesize(enhanced, 2 * hop)
         previous_halves = np.concatenate([self._overlap[:, None], signal[:, :-1, hop:]], axis=1)
         output = (signal[:, :, :hop] + previous_halves).reshape(self.channels, -1)
         self._overlap = signal[:, -1, hop:]

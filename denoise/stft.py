@@ -26,6 +26,18 @@ def num_frames(num_samples: int, hop: int) -> int:
     return math.ceil(num_samples / hop) + 1
 
 
+def analyze(frames: np.ndarray) -> np.ndarray:
+    """Windowed time frames ``(..., n_fft)`` -> spectra ``(..., bins, 2)`` float32."""
+    spectrum = np.fft.rfft(frames * sqrt_hann(frames.shape[-1]), axis=-1)
+    return np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)
+
+
+def synthesize(spectrum: np.ndarray, n_fft: int) -> np.ndarray:
+    """Spectra ``(..., bins, 2)`` -> windowed time frames ``(..., n_fft)`` float32, ready to overlap-add."""
+    complex_spec = spectrum[..., 0] + 1j * spectrum[..., 1]
+    return np.fft.irfft(complex_spec, n=n_fft, axis=-1).astype(np.float32) * sqrt_hann(n_fft)
+
+
 def stft(signal: np.ndarray, n_fft: int = 320, hop: int = 160) -> np.ndarray:
     """``(..., samples)`` float signal -> ``(..., frames, bins, 2)`` float32 spectrum."""
     assert n_fft == 2 * hop, "the framing assumes 50 % overlap"
@@ -35,15 +47,12 @@ def stft(signal: np.ndarray, n_fft: int = 320, hop: int = 160) -> np.ndarray:
     pad = [(0, 0)] * (signal.ndim - 1) + [(hop, padded_length - hop - signal.shape[-1])]
     padded = np.pad(signal, pad)
     blocks = padded.reshape(*signal.shape[:-1], frames + 1, hop)
-    framed = np.concatenate([blocks[..., :-1, :], blocks[..., 1:, :]], axis=-1)
-    spectrum = np.fft.rfft(framed * sqrt_hann(n_fft), axis=-1)
-    return np.stack([spectrum.real, spectrum.imag], axis=-1).astype(np.float32)
+    return analyze(np.concatenate([blocks[..., :-1, :], blocks[..., 1:, :]], axis=-1))
 
 
 def istft(spectrum: np.ndarray, num_samples: int, n_fft: int = 320, hop: int = 160) -> np.ndarray:
     """Inverse of `stft`: ``(..., frames, bins, 2)`` -> ``(..., num_samples)`` float32."""
-    complex_spec = spectrum[..., 0] + 1j * spectrum[..., 1]
-    framed = np.fft.irfft(complex_spec, n=n_fft, axis=-1).astype(np.float32) * sqrt_hann(n_fft)
+    framed = synthesize(spectrum, n_fft)
     blocks = framed[..., :hop] + np.pad(framed[..., hop:], [(0, 0)] * (framed.ndim - 2) + [(1, 0), (0, 0)])[..., :-1, :]
     signal = blocks[..., 1:, :].reshape(*blocks.shape[:-2], -1)
     return signal[..., :num_samples]
