@@ -160,9 +160,12 @@ def render_model_card(folder: Path, metadata: dict | None = None) -> str:
               f"- Method: Model as Loss — {PAPER}.",
               f"- Training data: {meta.get('training_data', 'not recorded')}",
               f"- Recipe: {meta.get('recipe', 'not recorded')}"]
-    for key, label in (("stage1", "Stage 1 (conventional loss)"), ("stage2", "Stage 2 (Model as Loss)")):
+    for key, label in (("stage1", "Stage 1 (conventional loss)"), ("stage2", "Stage 2 (Model as Loss)"),
+                       ("training_time", "Training time")):
         if meta.get(key):
             lines.append(f"- {label}: {_settings(meta[key])}")
+    for stage, values in (meta.get("validation") or {}).items():
+        lines.append(f"- Validation after {stage} (held-out in-domain mixtures): {_settings(values)}")
     rows = metric_rows(info["metrics"])
     lines += ["", "## Metrics", ""]
     if rows:

@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--stage1-run", type=Path, required=True)
     parser.add_argument("--stage2-run", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, help="JSON {test set: {metric: value}} for the card")
+    parser.add_argument("--training-time", help="e.g. '35 min stage 1 + 8 min stage 2 on one CPU core'")
     args = parser.parse_args()
 
     args.target.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,8 @@ def main() -> None:
         "validation": {"stage1": last_validation(args.stage1_run), "stage2": last_validation(args.stage2_run)},
         "license": "gpl-2.0",  # trained on GPL-2 speech; see the card
     }
+    if args.training_time:
+        metadata["training_time"] = args.training_time
     if args.metrics:
         metadata["metrics"] = json.loads(args.metrics.read_text())
     write_config(args.target, config, metadata)
