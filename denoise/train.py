@@ -82,7 +82,7 @@ class TrainConfig:
     #   + conventional_weight * (the same conventional terms) + deep_feature_weight * deep-feature loss
     loss_weights: dict = field(default_factory=lambda: {"mrstft": 1.0, "spectral": 1.0})
     mal_encoder: str = "frozen"
-    mal_layers: list = field(default_factory=lambda: ["bottleneck"])
+    mal_layers: list | None = None  # None: the bottleneck, or the top front layer for frozen-fe
     mal_weight: float = 1.0
     conventional_weight: float = 0.0
     deep_feature_model: str | None = None  # local transformers model folder, or "tiny-random" (tests)
@@ -162,7 +162,7 @@ class StageLoss:
         self.mal = self.deep = None
         if stage == "2" and config.mal_weight:
             source = model if config.mal_encoder == "dynamic" else stage1_model
-            self.mal = ModelAsLoss(source, encoder=config.mal_encoder, layers=list(config.mal_layers))
+            self.mal = ModelAsLoss(source, encoder=config.mal_encoder, layers=config.mal_layers)
         if stage == "2" and config.deep_feature_weight:
             from denoise.deep_feature import DeepFeatureLoss
 
@@ -331,7 +331,7 @@ def train(config: TrainConfig, stop_at: tuple[str, int] | None = None) -> Path:
 
     model = initial_model(config).to(device)
     if "2" in stages and config.mal_weight:  # fail on a wrong layer name now, not after stage 1
-        ModelAsLoss(model, encoder=config.mal_encoder, layers=list(config.mal_layers))
+        ModelAsLoss(model, encoder=config.mal_encoder, layers=config.mal_layers)
     progress = {"stage": stages[0], "step": 0, "best": None}
     optimizer = make_optimizer(model, config)
     if config.resume:

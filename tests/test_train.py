@@ -44,12 +44,12 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------ Model as Loss encoder modes
 
 
-def one_mal_step(mode: str, noisy):
+def one_mal_step(mode: str, noisy, layers=("all",)):
     torch.manual_seed(0)
     model = DenoiseNet(ModelConfig.preset("small"))
     stage1 = DenoiseNet(ModelConfig.preset("small"))
     stage1.load_state_dict(model.state_dict())
-    config = TrainConfig(mal_encoder=mode, mal_layers=["all"])
+    config = TrainConfig(mal_encoder=mode, mal_layers=list(layers) if layers else None)
     loss_fn = StageLoss("2", model, config, stage1)
     from denoise.stft import torch_stft
 
@@ -62,8 +62,9 @@ def one_mal_step(mode: str, noisy):
 
 
 @pytest.mark.parametrize("mode", ["frozen", "frozen-fe"])
-def test_frozen_loss_encoder_gets_no_gradient_and_stays_identical(mode, noisy):
-    model, loss_fn = one_mal_step(mode, noisy)
+@pytest.mark.parametrize("layers", [("all",), None])
+def test_frozen_loss_encoder_gets_no_gradient_and_stays_identical(mode, layers, noisy):
+    model, loss_fn = one_mal_step(mode, noisy, layers)
     loss_model = loss_fn.mal.loss_model
     before = {k: v.clone() for k, v in loss_model.state_dict().items()}
     assert all(p.grad is None for p in loss_model.parameters())

@@ -67,9 +67,9 @@ def train(
     init: str = typer.Option(None, "--init", help="Start from this model (folder or model name) to fine-tune."),
     stage: str = typer.Option("both", "--stage", help="1 (conventional loss), 2 (Model as Loss, needs --init) or both."),
     mal_encoder: str = typer.Option("frozen", "--mal-encoder", help="Stage-2 loss encoder: frozen | frozen-fe | dynamic."),
-    mal_layers: str = typer.Option("bottleneck", "--mal-layers",
-                                   help="Encoder layers compared by MAL: bottleneck | all | comma list "
-                                        "(input,conv1,...,bottleneck)."),
+    mal_layers: str = typer.Option(None, "--mal-layers",
+                                   help="Encoder layers compared by MAL: bottleneck | all | comma list (input,conv1,...,bottleneck). "
+                                        "Default: the bottleneck; with frozen-fe, the top frozen front layer."),
     loss: str = typer.Option("mrstft=1,spectral=1,mal=1", "--loss",
                              help="Loss weights: conventional terms (mrstft, spectral, sisdr) used in stage 1; "
                                   "mal and deep (deep-feature loss) in stage 2."),
@@ -123,7 +123,7 @@ def train(
         val_noise=_text(val_noise), val_noisy=_text(val_noisy), model=model, init=init, stage=stage, steps=steps,
         batch_size=batch_size, segment_seconds=segment_seconds, lr=lr,
         loss_weights={k: v for k, v in weights.items() if k not in ("mal", "deep")} or TrainConfig().loss_weights,
-        mal_encoder=mal_encoder, mal_layers=[name.strip() for name in mal_layers.split(",") if name.strip()],
+        mal_encoder=mal_encoder, mal_layers=[name.strip() for name in mal_layers.split(",") if name.strip()] if mal_layers else None,
         mal_weight=weights.get("mal", 1.0), conventional_weight=conventional_weight,
         deep_feature_model=deep_feature_model, deep_feature_weight=weights.get("deep", 0.0),
         out=str(out), resume=resume, device=device, seed=seed, val_every=val_every, val_items=val_items,
