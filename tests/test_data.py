@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from denoise import data
-from tests.conftest import DATA
+from conftest import DATA
 
 
 def snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:

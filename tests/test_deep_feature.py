@@ -14,7 +14,7 @@ import torch
 
 from denoise.deep_feature import DeepFeatureLoss, SpeakerEncoder, load_speech_model, resemblyzer_available, tiny_config
 from denoise.train import TrainConfig, train
-from tests.conftest import DATA
+from conftest import DATA
 
 needs_resemblyzer = pytest.mark.skipif(not resemblyzer_available(), reason="Resemblyzer not installed")
 SOURCES = [pytest.param("tiny-random", id="wav2vec2-tiny-random"),

@@ -15,7 +15,7 @@ from denoise.checkpoint import load_model
 from denoise.config import ModelConfig
 from denoise.model import DenoiseNet
 from denoise.train import StageLoss, TrainConfig, TrainingError, train
-from tests.conftest import DATA
+from conftest import DATA
 
 torch.set_num_threads(1)
 
