@@ -217,9 +217,9 @@ def test_model_card_front_matter_and_metrics(tmp_path):
     folder = model_copy(tmp_path)
     card = render_model_card(folder, {"metrics": {"testset_ood": {"pesq_wb": 2.71234, "dnsmos_ovrl": 3.1}},
                                       "training_data": "Debian game speech + noise", "stage2": {"encoder": "frozen"},
-                                      "datasets": ["acme/speech"]})
+                                      "datasets": ["acme/speech"], "license": "apache-2.0"})
     front = card.split("---")[1]
-    for line in ('license: "mit"', "library_name: denoise", "pipeline_tag: audio-to-audio", '- "speech-enhancement"',
+    for line in ('license: "apache-2.0"', "library_name: denoise", "pipeline_tag: audio-to-audio", '- "speech-enhancement"',
                  '- "denoising"', '- "onnx"', '- "model-as-loss"', '- "acme/speech"'):
         assert line in front.splitlines()
     assert "| testset_ood | pesq_wb | 2.712 |" in card

@@ -73,6 +73,7 @@ def test_download_and_push_commands(fake_hub, tmp_path):
     assert "verified, cached at" in result.stdout
     folder = tmp_path / "mine"
     shutil.copytree(bundled_models()["small"], folder)
+    (folder / "README.md").unlink()  # push writes a card when the folder has none
     result = run("models", "push", str(folder), "acme/mine", "--private", "--branch", "dev", "-m", "tuned")
     assert result.exit_code == 0, result.output
     assert "wrote model card" in result.stdout and (folder / "README.md").is_file()
