@@ -50,16 +50,8 @@ class TrainingError(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
-    # data (see denoise.data): clean + noise folders mixed on the fly, or paired noisy + clean folders
-    clean: str | None = None
-    noise: str | None = None
-    noisy: str | None = None
-    rir: str | None = None
-    val_clean: str | None = None
-    val_noise: str | None = None
-    val_noisy: str | None = None
-    val_fraction: float = 0.05
+class TrainConfig(datalib.DataSpec):
+    # data: the `DataSpec` fields (clean + noise folders mixed on the fly, or paired noisy + clean folders), then
     val_items: int = 32
     val_seconds: float = 4.0
     segment_seconds: float = 2.0
@@ -321,10 +313,8 @@ def train(config: TrainConfig, stop_at: tuple[str, int] | None = None) -> Path:
         raise TrainingError(f"{out}: already holds a training run; use --resume to continue it, or another --out")
 
     mixing = datalib.MixingConfig(config.segment_seconds, tuple(config.snr_range), tuple(config.gain_range))
-    spec = datalib.DataSpec(config.clean, config.noise, config.noisy, config.rir, config.val_clean,
-                            config.val_noise, config.val_noisy, config.val_fraction)
     try:
-        train_set, val_source = datalib.build_datasets(spec, mixing, VALIDATION_SEED)
+        train_set, val_source = datalib.build_datasets(config, mixing, VALIDATION_SEED)
     except datalib.DataError as error:
         raise TrainingError(str(error)) from None
     val_noisy, val_clean = datalib.validation_set(val_source, VALIDATION_SEED, config.val_items, config.val_seconds)
