@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--stage1-run", type=Path, required=True)
     parser.add_argument("--stage2-run", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, help="JSON {test set: {metric: value}} for the card")
+    parser.add_argument("--note", help="a caveat shown at the top of the model card")
     parser.add_argument("--training-time", help="e.g. '35 min stage 1 + 8 min stage 2 on one CPU core'")
     args = parser.parse_args()
 
@@ -64,6 +65,8 @@ def main() -> None:
         "validation": {"stage1": last_validation(args.stage1_run), "stage2": last_validation(args.stage2_run)},
         "license": "gpl-2.0",  # trained on GPL-2 speech; see the card
     }
+    if args.note:
+        metadata["note"] = args.note
     if args.training_time:
         metadata["training_time"] = args.training_time
     if args.metrics:
