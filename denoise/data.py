@@ -141,12 +141,25 @@ class MixingConfig:
         return int(round(self.segment_seconds * SAMPLE_RATE))
 
 
-class MixingDataset:
-    """Noisy/clean pairs mixed on the fly: random speech segment + random noise at a random SNR and level.
+class SeededDataset:
+    """``example(seed, index)`` is deterministic; also a map-style dataset (``dataset[index]`` with ``self.seed``)
+    so it can feed a ``torch.utils.data.DataLoader``."""
 
-    ``example(seed, index)`` is deterministic. Also a map-style dataset (``dataset[index]`` with
-    ``self.seed``) so it can feed a ``torch.utils.data.DataLoader``.
-    """
+    seed: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.example(self.seed, index)
+
+    def example(self, seed: int, index: int, segment_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class MixingDataset(SeededDataset):
+    """Noisy/clean pairs mixed on the fly: random speech segment + random noise at a random SNR and level."""
 
     def __init__(self, speech: list[np.ndarray], noise: list[np.ndarray], rirs: list[np.ndarray] | None = None,
                  config: MixingConfig | None = None, seed: int = 0, length: int = 1 << 30):
@@ -155,12 +168,6 @@ class MixingDataset:
         self.speech, self.noise, self.rirs = speech, noise, list(rirs or [])
         self.config = config or MixingConfig()
         self.seed, self.length = seed, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.example(self.seed, index)
 
     def example(self, seed: int, index: int, segment_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) float32 arrays of ``segment_samples``."""
@@ -198,7 +205,7 @@ def scale_pair(noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.nda
     return (noisy * factor).astype(np.float32), (clean * factor).astype(np.float32)
 
 
-class PairedDataset:
+class PairedDataset(SeededDataset):
     """Pairs from ``noisy/`` and ``clean/`` folders with matching relative names (extension may differ)."""
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], config: MixingConfig | None = None, seed: int = 0,
@@ -207,12 +214,6 @@ class PairedDataset:
             raise DataError("no noisy/clean pairs")
         self.pairs, self.config = pairs, config or MixingConfig()
         self.seed, self.length = seed, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.example(self.seed, index)
 
     def example(self, seed: int, index: int, segment_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         length = segment_samples or self.config.segment_samples
