@@ -102,7 +102,7 @@ def output_subtype(format_name: str, input_subtype: str, sample_rate: int, reque
     return subtype
 
 
-def _is_same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
     except OSError:
@@ -173,7 +173,7 @@ def enhance_file(
     """
     path = Path(path)
     out = default_output_path(path) if out is None else Path(out)
-    if _is_same_file(path, out):
+    if same_file(path, out):
         raise AudioFileError(f"{path}: output would overwrite the input (choose another output path)")
     if out.exists() and not overwrite:
         if skip_existing:
@@ -405,6 +405,8 @@ def enhance_files(
             return FileResult(str(job.input), str(job.output), "failed", str(error))
         except MemoryError:
             return FileResult(str(job.input), str(job.output), "failed", f"{job.input}: out of memory")
+        except Exception as error:  # noqa: BLE001  an unforeseen failure must not stop the rest of the batch
+            return FileResult(str(job.input), str(job.output), "failed", f"{job.input}: {_describe(error)}")
 
     if jobs <= 1:
         for job in planned:

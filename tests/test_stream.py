@@ -174,6 +174,20 @@ def test_cli_bad_input_gives_one_line_errors(tmp_path):
         assert len(stderr.strip().splitlines()) == 1
 
 
+def test_cli_never_overwrites_its_input_and_reports_unwritable_output(tmp_path, noisy):
+    source = tmp_path / "take.wav"
+    sf.write(source, noisy[:8000], 16000, subtype="PCM_16")
+    before = source.read_bytes()
+    result = subprocess.run(CLI + ["-i", str(source), "-o", str(source)], capture_output=True, timeout=120)
+    assert result.returncode == 2 and "would overwrite the input" in result.stderr.decode()
+    assert source.read_bytes() == before
+    missing = tmp_path / "no" / "such" / "out.wav"
+    result = subprocess.run(CLI + ["-i", str(source), "-o", str(missing)], capture_output=True, timeout=120)
+    stderr = result.stderr.decode().strip()
+    assert result.returncode == 2 and "out.wav: cannot write" in stderr and len(stderr.splitlines()) == 1
+    assert not missing.parent.exists()
+
+
 def test_cli_live_mode_arguments(monkeypatch):
     from typer.testing import CliRunner
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from denoise.commands.common import fail
+from denoise.commands.common import fail, load_model_or_fail
 
 HELP = """Remove noise from speech in audio files, whole folders (recursively) or globs.
 
@@ -69,19 +69,13 @@ def enhance_command(
     block_seconds: float = typer.Option(10.0, "--block-seconds", min=0.01, hidden=True,
                                         help="Audio read and written per block (memory use)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, summary or warnings; errors are still printed."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON record per file to stdout (input, output, status, error, seconds, rtf)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON record per file to stdout (input, output, status, error, seconds, elapsed, rtf, warnings)."),
 ) -> None:
-    from denoise.checkpoint import CheckpointError
-    from denoise.files import Denoiser, enhance_files
+    from denoise.files import enhance_files
 
     if overwrite and skip_existing:
         fail("--overwrite and --skip-existing contradict each other; choose one")
-    try:
-        engine = Denoiser(model, threads=threads)
-    except (CheckpointError, OSError) as error:
-        fail(f"cannot load model: {error}")
-    except Exception as error:  # noqa: BLE001  onnxruntime raises its own exception types
-        fail(f"cannot load model {model or 'small'}: {str(error).strip().splitlines()[0]}")
+    engine = load_model_or_fail(model, threads)
 
     console = _stderr_console()
     reporter = _Reporter(console, quiet=quiet)

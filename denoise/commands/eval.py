@@ -20,7 +20,8 @@ then the noisy files are enhanced first and the unprocessed noisy input is score
 baseline row. Files pair by relative path without extension (a.wav <-> a.flac; a_enhanced.wav
 <-> a.wav). Everything is scored at 16 kHz mono (other rates are resampled, with a note). Missing
 pairs, unreadable files and recordings of different length are reported, not fatal; the exit code
-is 1 if any file could not be scored.
+is 1 if any file could not be enhanced or scored (the noisy baseline then covers only the files
+that were enhanced).
 
 Results per SNR appear when file names carry it (x_snr5.wav, x_snr-5.wav, x_snr_-5.wav) or with
 --snr-csv (columns file,snr). Metrics need optional packages: pip install "denoise[metrics]".
@@ -95,6 +96,7 @@ def eval_command(
         fail(f"no file pairs between {clean} and {enhanced or noisy} ({len(problem_lines)} unmatched files)")
 
     runs: list[tuple[str, list]] = []
+    enhance_errors: list[str] = []
     enhance_seconds = None
     with tempfile.TemporaryDirectory(prefix="denoise-eval-") as scratch:
         if noisy is not None:
@@ -111,11 +113,13 @@ def eval_command(
                 def note(pair, error):
                     advance()
                     if error:
-                        problem_lines.append(error)
+                        enhance_errors.append(error)
 
                 enhanced_pairs = evaluate.enhance_folder(pairs, out_dir, model=engine, threads=threads, on_file=note)
             enhance_seconds = time.perf_counter() - started
-            runs = [("noisy", pairs), (engine.name, enhanced_pairs)]
+            # the baseline covers the same files as the enhanced run, so the two means compare
+            enhanced_names = {p.name for p in enhanced_pairs}
+            runs = [("noisy", [p for p in pairs if p.name in enhanced_names]), (engine.name, enhanced_pairs)]
         else:
             runs = [(enhanced.name or "enhanced", pairs)]
 
@@ -133,7 +137,7 @@ def eval_command(
                 console.print(f"denoise: note: {r.system} {r.file}: {line}", markup=False, highlight=False)
     _print_table(summary, names, enhance_seconds)
     extra = {"metrics": names, "clean": str(clean), "degraded": str(enhanced or noisy), "model": model,
-             "pairing_problems": problem_lines}
+             "pairing_problems": problem_lines, "enhance_errors": enhance_errors}
     try:
         if json_path is not None:
             evaluate.write_json(json_path, results, summary, extra)
@@ -143,9 +147,11 @@ def eval_command(
         fail(f"cannot write report: {error}")
     for line in problem_lines:
         typer.echo(f"denoise: warning: {line}", err=True)
+    for line in enhance_errors:
+        typer.echo(f"denoise: error: cannot enhance {line}", err=True)
     for r in failed:
         typer.echo(f"denoise: error: {r.error}", err=True)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if failed or enhance_errors else 0)
 
 
 class _progress:

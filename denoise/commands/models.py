@@ -107,7 +107,7 @@ def info(model: str = typer.Argument(..., metavar="NAME|PATH|ID",
     params = f"{summary['parameters']:,}" if summary["parameters"] is not None else "unknown"
     typer.echo(f"parameters: {params}")
     typer.echo("compute:    " + (f"{summary['mmacs']:.1f} MMAC/s" if summary["mmacs"] is not None
-                                 else "unknown (install torch to compute)"))
+                                 else "unknown"))
     typer.echo(f"latency:    {summary['latency_ms']:g} ms (algorithmic)")
     typer.echo(f"size:       {_megabytes(summary['size_bytes'])}")
     for key, value in summary["metadata"].items():

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import typer
 
-from denoise.commands.common import fail
+from denoise.commands.common import fail, load_model_or_fail
 
 FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 WAV_PCM, WAV_FLOAT, WAV_EXTENSIBLE = 1, 3, 0xFFFE
@@ -139,13 +139,13 @@ def _parse_devices(device: str) -> tuple[str | int | None, str | int | None]:
 def stream(
     input: Path = typer.Option(None, "-i", "--input", help="Read from this file instead of stdin (raw PCM or WAV)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write to this file instead of stdout (written atomically)."),
-    sample_rate: int = typer.Option(16000, "-r", "--sample-rate", help="Sample rate of raw input (a WAV header overrides it)."),
-    channels: int = typer.Option(1, "-c", "--channels", help="Channels of raw input, interleaved (a WAV header overrides it)."),
+    sample_rate: int = typer.Option(16000, "-r", "--sample-rate", min=1, help="Sample rate of raw input (a WAV header overrides it)."),
+    channels: int = typer.Option(1, "-c", "--channels", min=1, max=64, help="Channels of raw input, interleaved (a WAV header overrides it)."),
     sample_format: str = typer.Option("s16le", "-f", "--format", help="Raw sample format: s16le or f32le."),
     model: str = typer.Option(None, "-m", "--model", help="Bundled model name, model folder, or Hub id. Default: small."),
     strength: float = typer.Option(1.0, "-s", "--strength", min=0.0, max=1.0,
                                    help="1 = fully enhanced, 0 = original; in between mixes the two."),
-    atten_lim: float = typer.Option(None, "--atten-lim", min=0.0,
+    atten_lim: float = typer.Option(None, "-a", "--atten-lim", min=0.0,
                                     help="Limit noise attenuation to this many dB (keeps some background; like DeepFilterNet)."),
     threads: int = typer.Option(1, "-t", "--threads", min=1, help="onnxruntime threads."),
     block_ms: float = typer.Option(10.0, "--block-ms", min=0.1, help="Read size in milliseconds."),
@@ -161,8 +161,7 @@ def stream(
 
     Example: sox in.wav -t raw -r 16000 -e signed -b 16 -c 1 - | denoise stream | play -t raw -r 16000 -e signed -b 16 -c 1 -
     """
-    from denoise.checkpoint import CheckpointError
-    from denoise.inference import Model, Streamer
+    from denoise.inference import Streamer
 
     if sample_format not in FORMATS:
         fail(f"--format {sample_format!r}: choose s16le or f32le")
@@ -172,10 +171,11 @@ def stream(
             import sounddevice  # noqa: F401
         except (ImportError, OSError) as error:
             fail(f"live mode (--device) needs sounddevice: pip install 'denoise[live]' ({error})")
-    try:
-        loaded = Model(model, threads=threads)
-    except (CheckpointError, OSError) as error:
-        fail(str(error))
+    from denoise.files import same_file
+
+    if input is not None and output is not None and same_file(input, output):
+        fail(f"{output}: output would overwrite the input (choose another output path)")
+    loaded = load_model_or_fail(model, threads)
     if device is not None:
         return _live(loaded, in_device, out_device, sample_rate, channels, strength, atten_lim, block_ms, stats)
 
@@ -204,11 +204,14 @@ def stream(
         if output is not None:
             from denoise.atomic import atomic_path
 
-            with atomic_path(output) as temp, open(temp, "wb") as sink:
-                written = _pump(reader, streamer, sink, header, sample_format, block_ms, stats, source)
-                if wav:
-                    sink.seek(0)
-                    sink.write(wav_header(sample_format, sample_rate, channels, written))
+            try:
+                with atomic_path(output) as temp, open(temp, "wb") as sink:
+                    written = _pump(reader, streamer, sink, header, sample_format, block_ms, stats, source)
+                    if wav:
+                        sink.seek(0)
+                        sink.write(wav_header(sample_format, sample_rate, channels, written))
+            except OSError as error:
+                fail(f"{output}: cannot write ({error.strerror or error})")
         else:
             _pump(reader, streamer, sys.stdout.buffer, header, sample_format, block_ms, stats, source)
     if reader.dropped_bytes:
