@@ -299,21 +299,23 @@ def write_csv(path: str | Path, results: list[FileResult], metrics: list[str], s
 def enhance_folder(noisy_pairs: list[Pair], out_dir: Path, model=None, threads: int = 1,
                    on_file: Callable[[Pair, str | None], None] | None = None) -> list[Pair]:
     """Enhance each pair's degraded file with ``model`` into ``out_dir`` (same relative name, WAV);
-    returns pairs (clean, enhanced) for the files that worked. ``on_file(pair, error)`` reports each."""
-    from denoise.inference import Model, enhance
+    returns pairs (clean, enhanced) for the files that worked. ``on_file(pair, error)`` reports each,
+    ``error`` being one line naming the file, or None."""
+    from denoise.files import AudioFileError, enhance_file
+    from denoise.inference import Model
 
     engine = model if isinstance(model, Model) else Model(model, threads=threads)
     enhanced_pairs = []
     for pair in noisy_pairs:
         target = out_dir / f"{pair.name}.wav"
         try:
-            audio, rate = sf.read(pair.degraded, dtype="float32", always_2d=False)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(target, enhance(audio, rate, model=engine, threads=threads), rate, subtype="FLOAT")
+            enhance_file(pair.degraded, target, model=engine, subtype="FLOAT", overwrite=True, threads=threads)
             enhanced_pairs.append(Pair(pair.name, pair.clean, target))
             error = None
-        except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as problem:
-            error = f"{pair.degraded}: {problem}"
+        except AudioFileError as problem:
+            error = str(problem)
+        except MemoryError:
+            error = f"{pair.degraded}: out of memory"
         if on_file:
             on_file(pair, error)
     return enhanced_pairs

@@ -132,6 +132,23 @@ def test_cli_enhances_noisy_with_a_model_and_scores_the_noisy_baseline(dataset):
     assert sorted(p.name for p in (dataset / "noisy" / "sub").iterdir()) == ["a_snr0.flac", "b_snr10.flac"]  # inputs untouched
 
 
+def test_cli_file_that_fails_to_enhance_is_an_error_and_left_out_of_the_noisy_baseline(dataset):
+    corrupt = dataset / "noisy" / "sub" / "b_snr10.wav"
+    (dataset / "noisy" / "sub" / "b_snr10.flac").unlink()
+    corrupt.write_text("this is not audio\n")
+    result = CliRunner().invoke(app, [
+        "eval", "--clean", str(dataset / "clean"), "--noisy", str(dataset / "noisy"), "--model", "small",
+        "--metrics", "si_sdr", "--json", str(dataset / "r.json"), "--quiet"])
+    assert result.exit_code == 1, result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("denoise: error:")]
+    assert len(error_lines) == 1 and str(corrupt) in error_lines[0]
+    report = json.loads((dataset / "r.json").read_text())
+    counts = {row["system"]: row["count"] for row in report["summary"] if row["group"] == "all"}
+    assert counts == {"noisy": 1, "small": 1}
+    assert sorted(row["system"] for row in report["files"]) == ["noisy", "small"]
+    assert corrupt.read_text() == "this is not audio\n"  # input untouched
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--metrics", "nope"], "unknown metric 'nope'"),
     (["--model", "small"], "--model needs --noisy"),
