@@ -199,17 +199,27 @@ def enhance_file(
         out_subtype = output_subtype(format_name, source.subtype, out_rate, subtype, out)
         engine = _resolve_model(model, threads)
         result = FileResult(str(path), str(out), "done")
+        created = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]
+        temp = None
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(out, suffix=".tmp") as temp:
                 read = _stream_enhance(source, temp, engine, strength, atten_lim_db, mono, out_rate, format_name, out_subtype,
                                        out_channels, block_seconds, threads, progress, result)
-        except AudioFileError:
+        except BaseException as error:
+            for folder in created:  # leave no empty output folders behind (deepest first)
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            if isinstance(error, AudioFileError) or not isinstance(error, Exception):
+                raise
+            cause = _describe(error).replace(str(temp), str(out)) if temp else _describe(error)
+            if isinstance(error, OSError):
+                raise AudioFileError(f"{path}: cannot write {out} ({cause})") from None
+            if isinstance(error, (sf.LibsndfileError, RuntimeError)):
+                raise AudioFileError(f"{path}: {cause}") from None
             raise
-        except OSError as error:
-            raise AudioFileError(f"{path}: cannot write {out} ({_describe(error)})") from None
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioFileError(f"{path}: {_describe(error)}") from None
     result.seconds = read / rate
     result.elapsed = time.perf_counter() - started
     return result

@@ -206,6 +206,15 @@ def test_output_path_equal_to_input_is_refused(tmp_path, good):
         enhance_file(good, tmp_path / "." / "good.wav", overwrite=True)
 
 
+def test_failed_write_names_the_output_and_leaves_no_new_folders(tmp_path, good):
+    target = tmp_path / "new" / "deeper" / "x.mp3"
+    with pytest.raises(AudioFileError) as failure:
+        enhance_file(good, target, sample_rate=192000)  # MP3 cannot hold 192 kHz
+    message = str(failure.value)
+    assert str(target) in message and ".tmp" not in message
+    assert not (tmp_path / "new").exists()
+
+
 def test_disk_full_while_writing_leaves_nothing_and_the_batch_goes_on(tmp_path, noisy, monkeypatch):
     for name in ("a", "b", "c"):
         sf.write(tmp_path / f"{name}.wav", noisy[:16000], 16000)
