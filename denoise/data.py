@@ -44,14 +44,21 @@ def find_audio_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode any soundfile format to mono float32 at ``sample_rate`` (soxr resampling)."""
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, notes: list[str] | None = None) -> np.ndarray:
+    """Decode any soundfile format to mono float32 at ``sample_rate`` (soxr resampling).
+
+    What had to be changed (channels mixed down, resampling) is appended to ``notes`` when given.
+    """
     import soundfile as sf
     import soxr
 
     audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if notes is not None and audio.shape[1] > 1:
+        notes.append(f"{Path(path).name}: {audio.shape[1]} channels averaged to mono")
     audio = audio.mean(axis=1)
     if rate != sample_rate:
+        if notes is not None:
+            notes.append(f"{Path(path).name}: resampled {rate} Hz -> {sample_rate} Hz")
         audio = soxr.resample(audio, rate, sample_rate).astype(np.float32)
     if not np.all(np.isfinite(audio)):
         raise ValueError("contains NaN or Inf samples")

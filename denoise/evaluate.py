@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from denoise import metrics as metric_library
+from denoise.data import read_audio
 from denoise.files import OUTPUT_SUFFIX, is_audio_name
 
 SAMPLE_RATE = metric_library.SAMPLE_RATE
@@ -132,16 +133,7 @@ def read_snr_csv(path: str | Path) -> dict[str, float]:
 
 
 def load_mono_16k(path: Path, notes: list[str]) -> np.ndarray:
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    if audio.shape[1] > 1:
-        notes.append(f"{path.name}: {audio.shape[1]} channels averaged to mono")
-    audio = audio.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        import soxr
-
-        notes.append(f"{path.name}: resampled {rate} Hz -> {SAMPLE_RATE} Hz")
-        audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    return audio
+    return read_audio(path, SAMPLE_RATE, notes)
 
 
 def align_lengths(clean: np.ndarray, degraded: np.ndarray, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
