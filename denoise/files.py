@@ -205,7 +205,7 @@ def enhance_file(
             out.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(out, suffix=".tmp") as temp:
                 read = _stream_enhance(source, temp, engine, strength, atten_lim_db, mono, out_rate, format_name, out_subtype,
-                                       out_channels, block_seconds, threads, progress, result)
+                                       out_channels, block_seconds, progress, result)
         except BaseException as error:
             for folder in created:  # leave no empty output folders behind (deepest first)
                 try:
@@ -226,12 +226,11 @@ def enhance_file(
 
 
 def _stream_enhance(source, temp, engine, strength, atten_lim_db, mono, out_rate, format_name, out_subtype, out_channels,
-                    block_seconds, threads, progress, result) -> int:
+                    block_seconds, progress, result) -> int:
     """Read, enhance and write block by block; return the number of input frames read."""
     rate = source.samplerate
     block = max(1, int(round(block_seconds * rate)))
-    streamer = Streamer(engine, sample_rate=rate, channels=out_channels, strength=strength, threads=threads,
-                        atten_lim_db=atten_lim_db)
+    streamer = Streamer(engine, sample_rate=rate, channels=out_channels, strength=strength, atten_lim_db=atten_lim_db)
     resampler = None
     if out_rate != rate:
         import soxr
