@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from denoise import data as datalib
-from denoise.checkpoint import CheckpointError, load_model, save_model, write_config
+from denoise.checkpoint import load_model, save_model
 from denoise.config import ModelConfig
 from denoise.losses import CONVENTIONAL_LOSSES, ConventionalLoss, si_sdr
 from denoise.mal import ModelAsLoss
@@ -319,15 +319,14 @@ def train(config: TrainConfig, stop_at: tuple[str, int] | None = None) -> Path:
         raise TrainingError(str(error)) from None
     val_noisy, val_clean = datalib.validation_set(val_source, VALIDATION_SEED, config.val_items, config.val_seconds)
 
-    model = initial_model(config).to(device)
+    model = (load_model(out / "last") if config.resume else initial_model(config)).to(device).train()
     if "2" in stages and config.mal_weight:  # fail on a wrong layer name now, not after stage 1
         ModelAsLoss(model, encoder=config.mal_encoder, layers=config.mal_layers)
-    progress = {"stage": stages[0], "step": 0, "best": None}
     optimizer = make_optimizer(model, config)
     if config.resume:
-        model = load_model(out / "last").to(device).train()
-        optimizer = make_optimizer(model, config)
         progress = load_checkpoint(out / "last", optimizer)
+    else:
+        progress = {"stage": stages[0], "step": 0, "best": None}
     broadcast_parameters(model, world_size)
     log = MetricsLog(out / "metrics.jsonl", enabled=rank == 0)
     if rank == 0:
@@ -413,13 +412,9 @@ def run_stage(stage, model, optimizer, loss_fn, train_set, validation, progress,
 
 
 def export_best(out: Path) -> None:
-    from denoise.checkpoint import read_model_config
     from denoise.export import export_onnx
 
-    best = load_model(out / "best")
-    export_onnx(best, out / "best")
-    _, document = read_model_config(out / "best")
-    write_config(out / "best", best.config, {k: v for k, v in document.items() if k not in ("format", "model", "files")})
+    export_onnx(load_model(out / "best"), out / "best")  # also records the graphs' sha256 in config.json
 
 
 class MetricsLog:
