@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from denoise.commands.common import fail
+from denoise.commands.common import fail, load_model_or_fail
 
 HELP = """Score enhanced speech against clean references: PESQ (wide- and narrow-band), STOI, ESTOI,
 SI-SDR and DNSMOS (SIG/BAK/OVRL), with the mean and 95% confidence interval per metric.
@@ -100,13 +100,7 @@ def eval_command(
     enhance_seconds = None
     with tempfile.TemporaryDirectory(prefix="denoise-eval-") as scratch:
         if noisy is not None:
-            from denoise.checkpoint import CheckpointError
-            from denoise.inference import Model
-
-            try:
-                engine = Model(model, threads=threads)
-            except (CheckpointError, OSError) as error:
-                fail(f"cannot load model: {error}")
+            engine = load_model_or_fail(model, threads)
             out_dir = save_enhanced if save_enhanced is not None else Path(scratch)
             started = time.perf_counter()
             with _progress(console, quiet, f"enhancing with {engine.name}", len(pairs)) as advance:
